@@ -1,0 +1,211 @@
+"""What each verb does: parse its data, call the service, render the card.
+
+Chat commands and card clicks both come through here, so a button and a typed command behave alike.
+This is also the one place that turns domain errors into what the user sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from bot.booking import BookingService
+from bot.commands import Verb
+from bot.errors import (
+    FrontdeskError,
+    InputError,
+    MalformedAction,
+    NotAllowed,
+    NotFound,
+    RoomNeedsApproval,
+    RoomTaken,
+)
+from bot.models import Actor
+from bot.storage.tables import BookingStatus
+from cards.booking import (
+    booking_form,
+    bookings_list_card,
+    cancel_confirm_card,
+    confirmation_card,
+    results_card,
+)
+from cards.common import Card, action, message_card
+from cards.help import help_card
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Actor, Mapping[str, Any]], Awaitable[Card]]
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_ROOM_ID = re.compile(r"^[A-Za-z0-9._@-]{1,256}$")
+
+
+def _uuid(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise MalformedAction(f"{key} must be an id")
+    return value
+
+
+def _room_id(data: Mapping[str, Any]) -> str:
+    value = data.get("room")
+    if not isinstance(value, str) or not _ROOM_ID.match(value):
+        raise MalformedAction("room must be a room id")
+    return value
+
+
+class CardActions:
+    """The verb table and its handlers."""
+
+    def __init__(self, booking: BookingService) -> None:
+        self._booking = booking
+        self._table: dict[Verb, Handler] = {
+            Verb.HELP: self.help,
+            Verb.BOOKING_START: self.start,
+            Verb.BOOKING_SEARCH: self.search,
+            Verb.BOOKING_BOOK: self.book,
+            Verb.BOOKING_LIST: self.list_bookings,
+            Verb.BOOKING_SHOW: self.show,
+            Verb.BOOKING_CANCEL: self.cancel,
+            Verb.BOOKING_CANCEL_CONFIRM: self.cancel_confirm,
+        }
+        missing = set(Verb) - set(self._table)
+        if missing:
+            raise RuntimeError(f"verbs without a handler: {sorted(missing)}")
+
+    async def run(self, verb: str, data: Mapping[str, Any], actor: Actor) -> Card:
+        """Run a verb; MalformedAction for what no Teams client would send."""
+        try:
+            known = Verb(verb)
+        except ValueError:
+            raise MalformedAction(f"unknown verb {verb[:64]!r}") from None
+        try:
+            return await self._table[known](actor, data)
+        except MalformedAction:
+            raise
+        except FrontdeskError as error:
+            return _error_card(error)
+
+    async def help(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return help_card()
+
+    async def not_understood(self, text: str) -> Card:
+        return help_card(not_understood=text)
+
+    async def start(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return booking_form(
+            self._booking.default_form(actor.time_zone),
+            rooms=await self._booking.rooms(),
+            time_zone=actor.time_zone,
+            online_meetings_available=self._booking.online_meetings_available,
+        )
+
+    async def search(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        try:
+            query = await self._booking.parse_form(data, actor.time_zone)
+        except InputError as error:
+            return await self._form_again(actor, data, error.message)
+        result = await self._booking.search(actor, query)
+        return results_card(result, time_zone=actor.time_zone)
+
+    async def _form_again(self, actor: Actor, data: Mapping[str, Any], message: str) -> Card:
+        values = self._booking.form_values(data, self._booking.default_form(actor.time_zone))
+        return booking_form(
+            values,
+            rooms=await self._booking.rooms(),
+            time_zone=actor.time_zone,
+            error=message,
+            online_meetings_available=self._booking.online_meetings_available,
+        )
+
+    async def book(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        attempt, room_id = _uuid(data, "attempt"), _room_id(data)
+        try:
+            booking, _ = await self._booking.book(actor, attempt, room_id)
+        except RoomTaken as taken:
+            result = await self._booking.search_again(actor, attempt)
+            return results_card(
+                result,
+                time_zone=actor.time_zone,
+                message=f"{taken} was just booked by someone else. Here is what is still free.",
+            )
+        except InputError as error:
+            return await self._form_again(actor, {}, error.message)
+        return confirmation_card(
+            booking,
+            time_zone=actor.time_zone,
+            online_meetings_available=self._booking.online_meetings_available,
+            # A redelivered click finds the same booking and shows the same card.
+            message="Your room is booked.",
+        )
+
+    async def list_bookings(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return bookings_list_card(await self._booking.upcoming(actor), time_zone=actor.time_zone)
+
+    async def show(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        booking = await self._booking.get(actor, _uuid(data, "booking"))
+        return confirmation_card(
+            booking,
+            time_zone=actor.time_zone,
+            online_meetings_available=self._booking.online_meetings_available,
+        )
+
+    async def cancel(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        booking = await self._booking.get(actor, _uuid(data, "booking"))
+        if booking.status == BookingStatus.CANCELLED:
+            return confirmation_card(
+                booking,
+                time_zone=actor.time_zone,
+                online_meetings_available=self._booking.online_meetings_available,
+                message="This booking was already cancelled.",
+            )
+        return cancel_confirm_card(booking, time_zone=actor.time_zone)
+
+    async def cancel_confirm(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        booking_id = _uuid(data, "booking")
+        comment = data.get("comment")
+        if comment is not None and not isinstance(comment, str):
+            raise MalformedAction("comment must be text")
+        try:
+            booking, changed = await self._booking.cancel(actor, booking_id, comment)
+        except InputError as error:
+            booking = await self._booking.get(actor, booking_id)
+            return cancel_confirm_card(booking, time_zone=actor.time_zone, error=error.message)
+        return confirmation_card(
+            booking,
+            time_zone=actor.time_zone,
+            online_meetings_available=self._booking.online_meetings_available,
+            message="Cancelled. The room is free again."
+            if changed
+            else "This booking was already cancelled.",
+        )
+
+
+def _error_card(error: FrontdeskError) -> Card:
+    if isinstance(error, RoomNeedsApproval):
+        return message_card(
+            "Approval needed",
+            f"{error} needs an approval before it can be booked, and approvals are not "
+            "available yet. Pick another room.",
+            actions=[action("Book a room", Verb.BOOKING_START)],
+        )
+    if isinstance(error, NotFound):
+        text = str(error) or "That item was not found."
+        return message_card(
+            "Not found",
+            text,
+            actions=[
+                action("My bookings", Verb.BOOKING_LIST),
+                action("Book a room", Verb.BOOKING_START),
+            ],
+        )
+    if isinstance(error, NotAllowed):
+        return message_card("Not allowed", str(error) or "You cannot do that.")
+    logger.warning("unmapped domain error %s", type(error).__name__)
+    return message_card(
+        "Something went wrong",
+        "That did not work. Please try again.",
+        actions=[action("Help", Verb.HELP)],
+    )

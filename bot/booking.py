@@ -1,0 +1,582 @@
+"""Room booking: validating a request, finding rooms, booking and cancelling."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.directory import Interval, RoomDirectory
+from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval
+from bot.models import Actor, Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
+from bot.storage.repository import BookingRepository
+from bot.storage.tables import Booking, BookingDraft
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+DURATION_CHOICES = (15, 30, 45, 60, 90, 120, 180, 240, 480)
+MAX_SUBJECT = 255
+MAX_COMMENT = 500
+_TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_DEFAULT_SUBJECT = "Meeting"
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BookingPolicy:
+    """Limits an admin can set, and how alternatives are searched."""
+
+    max_minutes: int = 480
+    max_days_ahead: int = 90
+    results_limit: int = 6
+    alternatives_limit: int = 3
+    step_minutes: int = 15
+    day_starts: time = time(7, 0)
+    day_ends: time = time(20, 0)
+    upcoming_limit: int = 20
+
+
+class BookingService:
+    """The booking rules, independent of Teams: inputs in, domain objects out."""
+
+    def __init__(
+        self,
+        *,
+        directory: RoomDirectory,
+        bookings: BookingRepository,
+        policy: BookingPolicy,
+        clock: Clock = system_clock,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._directory = directory
+        self._bookings = bookings
+        self._policy = policy
+        self._clock = clock
+        self._new_id = new_id
+
+    @property
+    def online_meetings_available(self) -> bool:
+        return self._directory.supports_online_meetings
+
+    # -- the form --------------------------------------------------------------------
+    def default_form(self, time_zone: ZoneInfo) -> FormValues:
+        """Today, the next half hour, 30 minutes, one person, Teams meeting on."""
+        local_now = self._clock().astimezone(time_zone)
+        minutes = local_now.hour * 60 + local_now.minute
+        next_half = math.floor(minutes / 30) * 30 + 30
+        start = datetime.combine(local_now.date(), time(0), time_zone) + timedelta(
+            minutes=next_half
+        )
+        return FormValues(
+            date=start.date().isoformat(),
+            start=start.strftime("%H:%M"),
+            duration="30",
+            end="",
+            attendees="1",
+            building="",
+            floor="",
+            equipment="",
+            subject="",
+            online_meeting=True,
+        )
+
+    @staticmethod
+    def form_values(inputs: Mapping[str, Any], fallback: FormValues) -> FormValues:
+        """The user's own inputs, as they typed them, to show again beside a message."""
+
+        def text(key: str, default: str) -> str:
+            value = inputs.get(key)
+            if value is None:
+                return default
+            return str(value)[:MAX_COMMENT]
+
+        return FormValues(
+            date=text("date", fallback.date),
+            start=text("start", fallback.start),
+            duration=text("duration", fallback.duration),
+            end=text("end", fallback.end),
+            attendees=text("attendees", fallback.attendees),
+            building=text("building", fallback.building),
+            floor=text("floor", fallback.floor),
+            equipment=text("equipment", fallback.equipment),
+            subject=text("subject", fallback.subject),
+            online_meeting=_parse_bool(inputs.get("online"), fallback.online_meeting),
+        )
+
+    async def parse_form(self, inputs: Mapping[str, Any], time_zone: ZoneInfo) -> SearchQuery:
+        """Validate the booking form; InputError names the first field to fix."""
+        rooms = await self._directory.list_rooms()
+        day = _parse_date(inputs.get("date"))
+        start_time = _parse_time(inputs.get("start"), field="start", label="start time")
+        start = _local(day, start_time, time_zone)
+        end_raw = inputs.get("end")
+        if end_raw not in (None, ""):
+            end_time = _parse_time(end_raw, field="end", label="end time")
+            end = _local(day, end_time, time_zone)
+            if end <= start:
+                raise InputError("The end time must be after the start time.", field="end")
+        else:
+            minutes = _parse_int(inputs.get("duration"), field="duration", label="duration")
+            if minutes < 5:
+                raise InputError("A booking lasts at least 5 minutes.", field="duration")
+            end = start + timedelta(minutes=minutes)
+        attendees = _parse_int(inputs.get("attendees"), field="attendees", label="number of people")
+        if attendees < 1:
+            raise InputError("At least one person attends.", field="attendees")
+        now = self._clock()
+        if start < now - timedelta(minutes=1):
+            raise InputError(
+                "That start time has already passed. Pick a time from now on.", field="start"
+            )
+        length = int((end - start).total_seconds() // 60)
+        if length > self._policy.max_minutes:
+            raise InputError(
+                f"A booking can last at most {duration_text(self._policy.max_minutes)}; "
+                f"this one lasts {duration_text(length)}.",
+                field="end" if end_raw not in (None, "") else "duration",
+            )
+        last_day = now.astimezone(time_zone).date() + timedelta(days=self._policy.max_days_ahead)
+        if day > last_day:
+            raise InputError(
+                f"Rooms can be booked up to {self._policy.max_days_ahead} days ahead "
+                f"(until {last_day:%a %d %b %Y}).",
+                field="date",
+            )
+        largest = max((room.capacity for room in rooms), default=0)
+        if attendees > largest:
+            raise InputError(
+                f"No room holds {attendees} people; the largest holds {largest}.",
+                field="attendees",
+            )
+        buildings = {room.building for room in rooms}
+        building = _optional_str(inputs.get("building"))
+        if building is not None and building not in buildings:
+            raise InputError("Pick a building from the list.", field="building")
+        floor_raw = _optional_str(inputs.get("floor"))
+        floor = None
+        if floor_raw is not None:
+            floor = _parse_int(floor_raw, field="floor", label="floor")
+            if floor not in {room.floor for room in rooms}:
+                raise InputError("Pick a floor from the list.", field="floor")
+        equipment = _parse_equipment(inputs.get("equipment"))
+        subject = (_optional_str(inputs.get("subject")) or _DEFAULT_SUBJECT).strip()
+        if len(subject) > MAX_SUBJECT:
+            raise InputError(
+                f"The subject is too long ({len(subject)} characters; at most {MAX_SUBJECT}).",
+                field="subject",
+            )
+        return SearchQuery(
+            start=start,
+            end=end,
+            attendees=attendees,
+            subject=subject,
+            online_meeting=_parse_bool(inputs.get("online"), True),
+            time_zone=time_zone,
+            building=building,
+            floor=floor,
+            equipment=equipment,
+        )
+
+    # -- search ------------------------------------------------------------------------
+    async def search(self, actor: Actor, query: SearchQuery) -> SearchResult:
+        """Free rooms that fit, best fit first; alternatives when nothing fits."""
+        rooms = list(await self._directory.list_rooms())
+        fitting = [room for room in rooms if _fits(room, query)]
+        busy = await self._directory.busy_times(fitting, query.start, query.end)
+        free = [room for room in fitting if _is_free(busy.get(room.id, ()), query.start, query.end)]
+        usual = await self._usual_location(actor, rooms)
+        free.sort(key=lambda room: _rank(room, query, usual))
+        draft = self._draft(actor, query)
+        drafts = [draft]
+        offers = [
+            Offer(room=room, attempt_id=draft.id, start=query.start, end=query.end)
+            for room in free[: self._policy.results_limit]
+        ]
+        other_times: list[Offer] = []
+        other_rooms: list[Offer] = []
+        if not any(not offer.room.needs_approval for offer in offers):
+            other_times = await self._other_times(actor, query, fitting, usual, drafts)
+            other_rooms = await self._other_rooms(actor, query, rooms, fitting, usual, drafts)
+        await self._bookings.save_drafts(drafts)
+        return SearchResult(
+            query=query,
+            attempt_id=draft.id,
+            offers=offers,
+            other_times=other_times,
+            other_rooms=other_rooms,
+        )
+
+    async def search_again(self, actor: Actor, attempt_id: str) -> SearchResult:
+        """Run a stored search again (after the room was just taken, say)."""
+        draft = await self._bookings.get_draft(
+            attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        return await self.search(actor, _query_of(draft, actor.time_zone))
+
+    async def _other_times(
+        self,
+        actor: Actor,
+        query: SearchQuery,
+        fitting: Sequence[Room],
+        usual: tuple[str, int] | None,
+        drafts: list[BookingDraft],
+    ) -> list[Offer]:
+        bookable = [room for room in fitting if not room.needs_approval]
+        if not bookable:
+            return []
+        local_day = query.start.astimezone(query.time_zone).date()
+        day_start = datetime.combine(local_day, self._policy.day_starts, query.time_zone)
+        day_end = datetime.combine(local_day, self._policy.day_ends, query.time_zone)
+        earliest = max(day_start, _ceil_to(self._clock(), self._policy.step_minutes))
+        busy = await self._directory.busy_times(bookable, day_start, day_end)
+        length = query.end - query.start
+        step = timedelta(minutes=self._policy.step_minutes)
+        candidates: list[tuple[timedelta, datetime, Room]] = []
+        shift = step
+        while shift <= timedelta(hours=24) and len(candidates) < self._policy.alternatives_limit:
+            for start in (query.start - shift, query.start + shift):
+                end = start + length
+                if start < earliest or end > day_end:
+                    continue
+                free = [room for room in bookable if _is_free(busy.get(room.id, ()), start, end)]
+                if free:
+                    best = min(free, key=lambda room: _rank(room, query, usual))
+                    candidates.append((shift, start, best))
+            if query.start - shift < earliest and query.start + shift + length > day_end:
+                break
+            shift += step
+        offers = []
+        for _, start, room in sorted(candidates, key=lambda c: (c[0], c[1]))[
+            : self._policy.alternatives_limit
+        ]:
+            moved = _replace_times(query, start, start + length)
+            draft = self._draft(actor, moved)
+            drafts.append(draft)
+            offers.append(Offer(room=room, attempt_id=draft.id, start=start, end=start + length))
+        return sorted(offers, key=lambda offer: offer.start)
+
+    async def _other_rooms(
+        self,
+        actor: Actor,
+        query: SearchQuery,
+        rooms: Sequence[Room],
+        fitting: Sequence[Room],
+        usual: tuple[str, int] | None,
+        drafts: list[BookingDraft],
+    ) -> list[Offer]:
+        fitting_ids = {room.id for room in fitting}
+        others = [
+            room
+            for room in rooms
+            if room.id not in fitting_ids
+            and room.capacity >= query.attendees
+            and not room.needs_approval
+        ]
+        busy = await self._directory.busy_times(others, query.start, query.end)
+        free = [room for room in others if _is_free(busy.get(room.id, ()), query.start, query.end)]
+        free.sort(
+            key=lambda room: (
+                len(query.equipment - room.equipment),
+                room.capacity - query.attendees,
+                _location_rank(room, query, usual),
+                room.name,
+            )
+        )
+        if not free:
+            return []
+        relaxed = SearchQuery(
+            start=query.start,
+            end=query.end,
+            attendees=query.attendees,
+            subject=query.subject,
+            online_meeting=query.online_meeting,
+            time_zone=query.time_zone,
+        )
+        draft = self._draft(actor, relaxed)
+        drafts.append(draft)
+        return [
+            Offer(room=room, attempt_id=draft.id, start=query.start, end=query.end)
+            for room in free[: self._policy.alternatives_limit]
+        ]
+
+    async def _usual_location(self, actor: Actor, rooms: Sequence[Room]) -> tuple[str, int] | None:
+        recent = await self._bookings.recent_room_ids(
+            tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        by_id = {room.id: room for room in rooms}
+        places = Counter(
+            (by_id[room_id].building, by_id[room_id].floor) for room_id in recent if room_id in by_id
+        )
+        if not places:
+            return None
+        return places.most_common(1)[0][0]
+
+    def _draft(self, actor: Actor, query: SearchQuery) -> BookingDraft:
+        return BookingDraft(
+            id=self._new_id(),
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            start_at=query.start,
+            end_at=query.end,
+            attendees=query.attendees,
+            building=query.building,
+            floor=query.floor,
+            equipment=",".join(sorted(query.equipment)),
+            subject=query.subject,
+            online_meeting=query.online_meeting,
+            time_zone=query.time_zone.key,
+            created_at=self._clock(),
+        )
+
+    # -- booking -------------------------------------------------------------------------
+    async def book(self, actor: Actor, attempt_id: str, room_id: str) -> tuple[Booking, bool]:
+        """Book the room for the draft's slot, once per attempt. Raises RoomTaken on overlap."""
+        draft = await self._bookings.get_draft(
+            attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        room = await self._room(room_id)
+        if room.needs_approval:
+            raise RoomNeedsApproval(room.name)
+        if room.capacity < draft.attendees:
+            raise MalformedAction("room too small for the search it was offered in")
+        booking = Booking(
+            id=self._new_id(),
+            attempt_id=draft.id,
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            user_name=actor.name[:256],
+            room_id=room.id,
+            room_name=room.name,
+            building=room.building,
+            floor_label=room.floor_label,
+            subject=draft.subject,
+            start_at=draft.start_at,
+            end_at=draft.end_at,
+            attendees=draft.attendees,
+            online_meeting=draft.online_meeting,
+            join_url=None,
+            time_zone=draft.time_zone,
+            created_at=self._clock(),
+        )
+        if draft.start_at < self._clock() - timedelta(minutes=1):
+            existing = await self._bookings.by_attempt(draft.id)
+            if existing is not None:
+                return existing, False
+            raise InputError("That slot has already started. Search again for a later time.")
+        created, is_new = await self._bookings.create(booking)
+        if is_new:
+            logger.info(
+                "booked room=%s booking=%s start=%s",
+                created.room_id,
+                created.id,
+                created.start_at.isoformat(),
+            )
+        return created, is_new
+
+    async def _room(self, room_id: str) -> Room:
+        for room in await self._directory.list_rooms():
+            if room.id == room_id:
+                return room
+        raise NotFound("That room is no longer in the directory. Search again with **book**.")
+
+    async def upcoming(self, actor: Actor) -> list[Booking]:
+        return await self._bookings.upcoming(
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            now=self._clock(),
+            limit=self._policy.upcoming_limit,
+        )
+
+    async def get(self, actor: Actor, booking_id: str) -> Booking:
+        return await self._bookings.get(
+            booking_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+
+    async def cancel(
+        self, actor: Actor, booking_id: str, comment: str | None
+    ) -> tuple[Booking, bool]:
+        """Cancel the user's booking once; a second cancel returns the cancelled booking."""
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > MAX_COMMENT:
+            raise InputError(
+                f"The comment is too long ({len(comment)} characters; at most {MAX_COMMENT}).",
+                field="comment",
+            )
+        booking, changed = await self._bookings.cancel(
+            booking_id,
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            comment=comment,
+            now=self._clock(),
+        )
+        if changed:
+            logger.info("cancelled booking=%s room=%s", booking.id, booking.room_id)
+        return booking, changed
+
+    async def rooms(self) -> Sequence[Room]:
+        return await self._directory.list_rooms()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _fits(room: Room, query: SearchQuery) -> bool:
+    return (
+        room.capacity >= query.attendees
+        and query.equipment <= room.equipment
+        and (query.building is None or room.building == query.building)
+        and (query.floor is None or room.floor == query.floor)
+    )
+
+
+def _is_free(busy: Sequence[Interval], start: datetime, end: datetime) -> bool:
+    return all(not (busy_start < end and busy_end > start) for busy_start, busy_end in busy)
+
+
+def _location_rank(room: Room, query: SearchQuery, usual: tuple[str, int] | None) -> int:
+    if usual is None:
+        return 0
+    building, floor = usual
+    if room.building == building and room.floor == floor:
+        return 0
+    if room.building == building:
+        return 1
+    return 2
+
+
+def _rank(room: Room, query: SearchQuery, usual: tuple[str, int] | None) -> tuple[Any, ...]:
+    # Bookable first, then the smallest room that fits, then the user's usual place.
+    return (room.needs_approval, room.capacity, _location_rank(room, query, usual), room.name)
+
+
+def _replace_times(query: SearchQuery, start: datetime, end: datetime) -> SearchQuery:
+    return SearchQuery(
+        start=start,
+        end=end,
+        attendees=query.attendees,
+        subject=query.subject,
+        online_meeting=query.online_meeting,
+        time_zone=query.time_zone,
+        building=query.building,
+        floor=query.floor,
+        equipment=query.equipment,
+    )
+
+
+def _query_of(draft: BookingDraft, time_zone: ZoneInfo) -> SearchQuery:
+    return SearchQuery(
+        start=draft.start_at,
+        end=draft.end_at,
+        attendees=draft.attendees,
+        subject=draft.subject,
+        online_meeting=draft.online_meeting,
+        time_zone=time_zone,
+        building=draft.building,
+        floor=draft.floor,
+        equipment=frozenset(Equipment(e) for e in draft.equipment.split(",") if e),
+    )
+
+
+def _ceil_to(moment: datetime, minutes: int) -> datetime:
+    step = minutes * 60
+    seconds = math.ceil(moment.timestamp() / step) * step
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _local(day: date, clock_time: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, clock_time, zone).astimezone(UTC)
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise InputError("One of the values sent is not valid. Fill the form again.")
+    text = str(value).strip()
+    return text or None
+
+
+def _parse_date(value: Any) -> date:
+    text = _optional_str(value)
+    if text is None:
+        raise InputError("Pick a date.", field="date")
+    try:
+        return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
+    except ValueError:
+        raise InputError("Enter the date as YYYY-MM-DD, for example 2026-11-23.", field="date") from None
+
+
+def _parse_time(value: Any, *, field: str, label: str) -> time:
+    text = _optional_str(value)
+    if text is None:
+        raise InputError(f"Pick a {label}.", field=field)
+    match = _TIME_RE.match(text)
+    if match is None:
+        raise InputError(f"Enter the {label} as HH:MM, for example 14:30.", field=field)
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if hours > 23 or minutes > 59:
+        raise InputError(f"Enter the {label} as HH:MM, for example 14:30.", field=field)
+    return time(hours, minutes)
+
+
+def _parse_int(value: Any, *, field: str, label: str) -> int:
+    if isinstance(value, bool):
+        raise InputError(f"Enter the {label} as a whole number.", field=field)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = _optional_str(value)
+    if text is None:
+        raise InputError(f"Enter the {label}.", field=field)
+    try:
+        number = float(text)
+    except ValueError:
+        raise InputError(f"Enter the {label} as a whole number.", field=field) from None
+    if not number.is_integer() or abs(number) > 1_000_000:
+        raise InputError(f"Enter the {label} as a whole number.", field=field)
+    return int(number)
+
+
+def _parse_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"true", "1", "yes", "on"}
+
+
+def _parse_equipment(value: Any) -> frozenset[Equipment]:
+    text = _optional_str(value)
+    if text is None:
+        return frozenset()
+    chosen = set()
+    for item in text.split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        try:
+            chosen.add(Equipment(item))
+        except ValueError:
+            raise InputError("Pick equipment from the list.", field="equipment") from None
+    return frozenset(chosen)
+
+
+def duration_text(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    if hours and rest:
+        return f"{hours} h {rest} min"
+    if hours:
+        return f"{hours} h"
+    return f"{rest} min"
+

@@ -1,0 +1,79 @@
+"""The one table of chat commands and card verbs.
+
+Verbs live on in cards already posted: never rename or remove one silently. Add new ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verb(StrEnum):
+    """Every `Action.Execute` verb the bot answers (noun first)."""
+
+    HELP = "help.show"
+    BOOKING_START = "booking.start"
+    BOOKING_SEARCH = "booking.search"
+    BOOKING_BOOK = "booking.book"
+    BOOKING_LIST = "booking.list"
+    BOOKING_SHOW = "booking.show"
+    BOOKING_CANCEL = "booking.cancel"
+    BOOKING_CANCEL_CONFIRM = "booking.cancelConfirm"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A chat command: the phrases that start it, the verb it runs and how help shows it."""
+
+    phrases: tuple[str, ...]
+    verb: Verb
+    title: str
+    description: str
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        phrases=("book", "book a room", "book room", "new booking"),
+        verb=Verb.BOOKING_START,
+        title="Book a room",
+        description="Find a free meeting room and book it, with a Teams meeting.",
+    ),
+    Command(
+        phrases=("my bookings", "bookings", "my booking", "list bookings"),
+        verb=Verb.BOOKING_LIST,
+        title="My bookings",
+        description="See your upcoming bookings and cancel one.",
+    ),
+    Command(
+        phrases=("help", "?", "hi", "hello", "start"),
+        verb=Verb.HELP,
+        title="Help",
+        description="What Frontdesk can do for you.",
+    ),
+)
+
+_MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Lower case, mentions and surrounding punctuation removed, spaces folded."""
+    text = _MENTION.sub(" ", text)
+    text = _SPACES.sub(" ", text).strip().lower()
+    return text.strip(" .!,;:")
+
+
+def match_command(text: str) -> Command | None:
+    """The command a message asks for: an exact phrase, else the longest leading phrase."""
+    words = normalize(text)
+    if not words:
+        return None
+    best: tuple[int, Command] | None = None
+    for command in COMMANDS:
+        for phrase in command.phrases:
+            if words == phrase or words.startswith(phrase + " "):
+                if best is None or len(phrase) > best[0]:
+                    best = (len(phrase), command)
+    return best[1] if best else None

@@ -1,0 +1,158 @@
+"""Settings: environment variables and an optional `.env`, validated at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import zoneinfo
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ROOMS_FILE = PROJECT_ROOT / "rooms" / "demo-office.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///./data/frontdesk.db"
+
+
+class DirectoryKind(StrEnum):
+    LOCAL = "local"
+    GRAPH = "graph"
+
+
+class AppType(StrEnum):
+    SINGLE_TENANT = "SingleTenant"
+    MULTI_TENANT = "MultiTenant"
+    USER_ASSIGNED_MSI = "UserAssignedMSI"
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot run; the message names the variable."""
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything Frontdesk reads from its environment. Names are the public interface."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=3978, ge=1, le=65535, validation_alias="PORT")
+    microsoft_app_id: str = Field(default="", validation_alias="MICROSOFT_APP_ID")
+    microsoft_app_password: SecretStr = Field(
+        default=SecretStr(""), validation_alias="MICROSOFT_APP_PASSWORD"
+    )
+    microsoft_app_type: AppType = Field(
+        default=AppType.SINGLE_TENANT, validation_alias="MICROSOFT_APP_TYPE"
+    )
+    microsoft_app_tenant_id: str = Field(default="", validation_alias="MICROSOFT_APP_TENANT_ID")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    directory: DirectoryKind = Field(default=DirectoryKind.LOCAL, validation_alias="DIRECTORY")
+    rooms_file: Path = Field(default=DEFAULT_ROOMS_FILE, validation_alias="ROOMS_FILE")
+    timezone: str = Field(default="UTC", validation_alias="TIMEZONE")
+    max_booking_minutes: int = Field(
+        default=480, ge=15, le=1440, validation_alias="MAX_BOOKING_MINUTES"
+    )
+    max_days_ahead: int = Field(default=90, ge=1, le=730, validation_alias="MAX_DAYS_AHEAD")
+    allowed_tenants: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ALLOWED_TENANTS"
+    )
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    @field_validator("allowed_tenants", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+psycopg:")):
+            raise ValueError("use sqlite:///path or postgresql://user@host/db")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.local_mode and not _is_loopback(self.host):
+            raise ValueError(
+                "MICROSOFT_APP_ID is empty, which means local mode without authentication; "
+                f"local mode only binds to a loopback address, not HOST={self.host}. "
+                "Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or HOST=127.0.0.1."
+            )
+        if not self.local_mode:
+            if self.microsoft_app_type is not AppType.USER_ASSIGNED_MSI and not (
+                self.microsoft_app_password.get_secret_value()
+            ):
+                raise ValueError("MICROSOFT_APP_PASSWORD is required when MICROSOFT_APP_ID is set")
+            if self.microsoft_app_type is not AppType.MULTI_TENANT and not (
+                self.microsoft_app_tenant_id
+            ):
+                raise ValueError(
+                    f"MICROSOFT_APP_TENANT_ID is required for MICROSOFT_APP_TYPE="
+                    f"{self.microsoft_app_type.value}"
+                )
+        return self
+
+    @property
+    def local_mode(self) -> bool:
+        """No app id: accept unauthenticated requests (loopback only)."""
+        return not self.microsoft_app_id
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_ALIASES = {
+    name: str(field.validation_alias) for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, raising SettingsError that names the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"]]
+            names = [_ALIASES.get(part, part) for part in loc] or ["settings"]
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{'.'.join(names).upper()}: {message}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,111 @@
+"""Domain models shared by services and cards (plain data, no storage or Teams types)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+
+class Equipment(StrEnum):
+    DISPLAY = "display"
+    VIDEO = "video"
+    WHITEBOARD = "whiteboard"
+    PHONE = "phone"
+
+    @property
+    def label(self) -> str:
+        return _EQUIPMENT_LABELS[self]
+
+
+_EQUIPMENT_LABELS = {
+    Equipment.DISPLAY: "Display",
+    Equipment.VIDEO: "Video conferencing",
+    Equipment.WHITEBOARD: "Whiteboard",
+    Equipment.PHONE: "Conference phone",
+}
+
+
+@dataclass(frozen=True)
+class Room:
+    """A bookable room as the directory describes it."""
+
+    id: str
+    name: str
+    email: str
+    building: str
+    floor: int
+    floor_label: str
+    capacity: int
+    equipment: frozenset[Equipment] = frozenset()
+    wheelchair_accessible: bool = False
+    needs_approval: bool = False
+
+    @property
+    def location(self) -> str:
+        return f"{self.building}, {self.floor_label}"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The verified user behind an activity: tenant and Entra object id come from Teams."""
+
+    tenant_id: str
+    user_id: str
+    name: str
+    time_zone: ZoneInfo
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated booking request, in UTC with the user's zone for display."""
+
+    start: datetime
+    end: datetime
+    attendees: int
+    subject: str
+    online_meeting: bool
+    time_zone: ZoneInfo
+    building: str | None = None
+    floor: int | None = None
+    equipment: frozenset[Equipment] = frozenset()
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A room free for a slot, bookable with one click: `attempt_id` is the draft behind it."""
+
+    room: Room
+    attempt_id: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: SearchQuery
+    attempt_id: str
+    offers: list[Offer]
+    other_times: list[Offer] = field(default_factory=list)
+    other_rooms: list[Offer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """What the booking form shows: defaults, or the user's own inputs kept after a mistake."""
+
+    date: str
+    start: str
+    duration: str
+    end: str
+    attendees: str
+    building: str
+    floor: str
+    equipment: str
+    subject: str
+    online_meeting: bool

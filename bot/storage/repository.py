@@ -1,0 +1,297 @@
+"""Repositories: the only code that writes SQL. Blocking calls run in worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from bot.errors import NotFound, RoomTaken
+from bot.storage.db import is_postgres, read_session, write_session
+from bot.storage.tables import Booking, BookingDraft, BookingStatus, ConversationRef, UserProfile
+
+logger = logging.getLogger(__name__)
+
+Interval = tuple[datetime, datetime]
+
+_PG_EXCLUSION_VIOLATION = "23P01"
+
+
+def _sqlstate(exc: IntegrityError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _dialect_insert(engine: Engine, table: Any) -> Any:
+    return postgresql.insert(table) if is_postgres(engine) else sqlite.insert(table)
+
+
+class BookingRepository:
+    """Bookings and drafts. Two overlapping confirmed bookings of one room cannot both exist."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # -- drafts ---------------------------------------------------------------
+    async def save_draft(self, draft: BookingDraft) -> None:
+        await asyncio.to_thread(self._save_draft, draft)
+
+    def _save_draft(self, draft: BookingDraft) -> None:
+        with read_session(self._engine) as session:
+            session.add(draft)
+            session.commit()
+
+    async def save_drafts(self, drafts: Sequence[BookingDraft]) -> None:
+        await asyncio.to_thread(self._save_drafts, list(drafts))
+
+    def _save_drafts(self, drafts: list[BookingDraft]) -> None:
+        with read_session(self._engine) as session:
+            session.add_all(drafts)
+            session.commit()
+
+    async def get_draft(self, draft_id: str, *, tenant_id: str, user_id: str) -> BookingDraft:
+        draft = await asyncio.to_thread(self._get, BookingDraft, draft_id)
+        if draft is None or draft.tenant_id != tenant_id or draft.user_id != user_id:
+            raise NotFound("That search is no longer available. Start a new one with **book**.")
+        return draft
+
+    def _get(self, model: Any, key: Any) -> Any:
+        with read_session(self._engine) as session:
+            return session.get(model, key)
+
+    # -- bookings ---------------------------------------------------------------
+    async def busy_times(
+        self, room_ids: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[Interval]]:
+        return await asyncio.to_thread(self._busy_times, list(room_ids), start, end)
+
+    def _busy_times(
+        self, room_ids: list[str], start: datetime, end: datetime
+    ) -> dict[str, list[Interval]]:
+        busy: dict[str, list[Interval]] = {room_id: [] for room_id in room_ids}
+        if not room_ids:
+            return busy
+        statement = (
+            select(Booking.room_id, Booking.start_at, Booking.end_at)
+            .where(col(Booking.room_id).in_(room_ids))
+            .where(Booking.status == BookingStatus.CONFIRMED)
+            .where(col(Booking.start_at) < end)
+            .where(col(Booking.end_at) > start)
+            .order_by(col(Booking.start_at))
+        )
+        with read_session(self._engine) as session:
+            for room_id, booked_start, booked_end in session.exec(statement):
+                busy[room_id].append((booked_start, booked_end))
+        return busy
+
+    async def create(self, booking: Booking) -> tuple[Booking, bool]:
+        """Insert a booking unless its attempt already booked; RoomTaken on any overlap.
+
+        Returns the booking and whether this call created it.
+        """
+        return await asyncio.to_thread(self._create, booking)
+
+    def _create(self, booking: Booking) -> tuple[Booking, bool]:
+        try:
+            with write_session(self._engine) as session:
+                # On SQLite the write lock is held from this first statement to the commit.
+                existing = session.exec(
+                    select(Booking).where(Booking.attempt_id == booking.attempt_id)
+                ).first()
+                if existing is not None:
+                    return existing, False
+                overlapping = session.exec(
+                    select(Booking.id)
+                    .where(Booking.room_id == booking.room_id)
+                    .where(Booking.status == BookingStatus.CONFIRMED)
+                    .where(col(Booking.start_at) < booking.end_at)
+                    .where(col(Booking.end_at) > booking.start_at)
+                    .limit(1)
+                ).first()
+                if overlapping is not None:
+                    raise RoomTaken(booking.room_name)
+                session.add(booking)
+                session.commit()
+                return booking, True
+        except IntegrityError as exc:
+            # PostgreSQL: a concurrent transaction won the race the check above could not see.
+            if _sqlstate(exc) == _PG_EXCLUSION_VIOLATION:
+                raise RoomTaken(booking.room_name) from None
+            existing = self._by_attempt(booking.attempt_id)
+            if existing is not None:
+                return existing, False
+            raise
+
+    async def by_attempt(self, attempt_id: str) -> Booking | None:
+        return await asyncio.to_thread(self._by_attempt, attempt_id)
+
+    def _by_attempt(self, attempt_id: str) -> Booking | None:
+        with read_session(self._engine) as session:
+            return session.exec(select(Booking).where(Booking.attempt_id == attempt_id)).first()
+
+    async def get(self, booking_id: str, *, tenant_id: str, user_id: str) -> Booking:
+        booking = await asyncio.to_thread(self._get, Booking, booking_id)
+        if booking is None or booking.tenant_id != tenant_id or booking.user_id != user_id:
+            raise NotFound("That booking was not found among yours.")
+        assert isinstance(booking, Booking)
+        return booking
+
+    async def upcoming(
+        self, *, tenant_id: str, user_id: str, now: datetime, limit: int
+    ) -> list[Booking]:
+        return await asyncio.to_thread(self._upcoming, tenant_id, user_id, now, limit)
+
+    def _upcoming(self, tenant_id: str, user_id: str, now: datetime, limit: int) -> list[Booking]:
+        statement = (
+            select(Booking)
+            .where(Booking.tenant_id == tenant_id)
+            .where(Booking.user_id == user_id)
+            .where(Booking.status == BookingStatus.CONFIRMED)
+            .where(col(Booking.end_at) > now)
+            .order_by(col(Booking.start_at))
+            .limit(limit)
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+    async def cancel(
+        self, booking_id: str, *, tenant_id: str, user_id: str, comment: str | None, now: datetime
+    ) -> tuple[Booking, bool]:
+        """Cancel once, by a conditional update. Returns the booking and whether this call did it."""
+        return await asyncio.to_thread(self._cancel, booking_id, tenant_id, user_id, comment, now)
+
+    def _cancel(
+        self, booking_id: str, tenant_id: str, user_id: str, comment: str | None, now: datetime
+    ) -> tuple[Booking, bool]:
+        with read_session(self._engine) as session:
+            result = session.execute(
+                update(Booking)
+                .where(
+                    and_(
+                        col(Booking.id) == booking_id,
+                        col(Booking.tenant_id) == tenant_id,
+                        col(Booking.user_id) == user_id,
+                        col(Booking.status) == BookingStatus.CONFIRMED,
+                    )
+                )
+                .values(status=BookingStatus.CANCELLED, cancel_comment=comment, cancelled_at=now)
+            )
+            session.commit()
+            changed = getattr(result, "rowcount", 0) == 1
+            booking = session.get(Booking, booking_id)
+            if booking is not None:
+                session.refresh(booking)
+        if booking is None or booking.tenant_id != tenant_id or booking.user_id != user_id:
+            raise NotFound("That booking was not found among yours.")
+        return booking, changed
+
+    async def recent_room_ids(self, *, tenant_id: str, user_id: str, limit: int = 50) -> list[str]:
+        """Room ids of the user's latest bookings, newest first (for "usual building")."""
+        return await asyncio.to_thread(self._recent_room_ids, tenant_id, user_id, limit)
+
+    def _recent_room_ids(self, tenant_id: str, user_id: str, limit: int) -> list[str]:
+        statement = (
+            select(Booking.room_id)
+            .where(Booking.tenant_id == tenant_id)
+            .where(Booking.user_id == user_id)
+            .order_by(col(Booking.created_at).desc())
+            .limit(limit)
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+
+class ConversationRepository:
+    """Conversation references for proactive messages, one row per conversation."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def remember(self, ref: ConversationRef) -> None:
+        await asyncio.to_thread(self._remember, ref)
+
+    def _remember(self, ref: ConversationRef) -> None:
+        values = ref.model_dump()
+        statement = _dialect_insert(self._engine, ConversationRef).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["conversation_id"],
+            set_={
+                "service_url": values["service_url"],
+                "reference": values["reference"],
+                "user_id": values["user_id"],
+                "updated_at": values["updated_at"],
+            },
+        )
+        with read_session(self._engine) as session:
+            session.execute(statement)
+            session.commit()
+
+    async def mark_welcomed(self, conversation_id: str, now: datetime) -> bool:
+        """True for the one call that marks this conversation welcomed."""
+        return await asyncio.to_thread(self._mark_welcomed, conversation_id, now)
+
+    def _mark_welcomed(self, conversation_id: str, now: datetime) -> bool:
+        with read_session(self._engine) as session:
+            result = session.execute(
+                update(ConversationRef)
+                .where(col(ConversationRef.conversation_id) == conversation_id)
+                .where(col(ConversationRef.welcomed_at).is_(None))
+                .values(welcomed_at=now)
+            )
+            session.commit()
+            return getattr(result, "rowcount", 0) == 1
+
+    async def get(self, conversation_id: str) -> ConversationRef | None:
+        return await asyncio.to_thread(self._get, conversation_id)
+
+    def _get(self, conversation_id: str) -> ConversationRef | None:
+        with read_session(self._engine) as session:
+            return session.get(ConversationRef, conversation_id)
+
+    async def for_user(self, *, tenant_id: str, user_id: str) -> list[ConversationRef]:
+        return await asyncio.to_thread(self._for_user, tenant_id, user_id)
+
+    def _for_user(self, tenant_id: str, user_id: str) -> list[ConversationRef]:
+        statement = (
+            select(ConversationRef)
+            .where(ConversationRef.tenant_id == tenant_id)
+            .where(ConversationRef.user_id == user_id)
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+
+class UserRepository:
+    """User profiles: the last known name and time zone."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def get(self, *, tenant_id: str, user_id: str) -> UserProfile | None:
+        return await asyncio.to_thread(self._get, tenant_id, user_id)
+
+    def _get(self, tenant_id: str, user_id: str) -> UserProfile | None:
+        with read_session(self._engine) as session:
+            return session.get(UserProfile, (tenant_id, user_id))
+
+    async def remember(self, profile: UserProfile) -> None:
+        await asyncio.to_thread(self._remember, profile)
+
+    def _remember(self, profile: UserProfile) -> None:
+        values = profile.model_dump()
+        update_values: dict[str, Any] = {"name": values["name"], "updated_at": values["updated_at"]}
+        if profile.time_zone:
+            update_values["time_zone"] = values["time_zone"]
+        statement = _dialect_insert(self._engine, UserProfile).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["tenant_id", "user_id"], set_=update_values
+        )
+        with read_session(self._engine) as session:
+            session.execute(statement)
+            session.commit()

@@ -1,0 +1,101 @@
+"""SQLModel tables. Times are stored in UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+from bot.storage.db import UTCDateTime
+
+
+class BookingStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+def _utc(nullable: bool = False) -> Column[datetime]:
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class Booking(SQLModel, table=True):
+    """A room held for a user. `attempt_id` makes a redelivered Book click book once."""
+
+    __tablename__ = "booking"
+    __table_args__ = (
+        Index("ix_booking_user_upcoming", "tenant_id", "user_id", "status", "end_at"),
+        Index("ix_booking_room_time", "room_id", "start_at", "end_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    attempt_id: str = Field(max_length=36, unique=True)
+    tenant_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=128)
+    user_name: str = Field(default="", max_length=256)
+    room_id: str = Field(max_length=256)
+    room_name: str = Field(max_length=256)
+    building: str = Field(max_length=256)
+    floor_label: str = Field(max_length=64)
+    subject: str = Field(max_length=255)
+    start_at: datetime = Field(sa_column=_utc())
+    end_at: datetime = Field(sa_column=_utc())
+    attendees: int
+    online_meeting: bool
+    join_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    time_zone: str = Field(max_length=64)
+    status: BookingStatus = Field(default=BookingStatus.CONFIRMED, max_length=16)
+    cancel_comment: str | None = Field(default=None, max_length=500)
+    cancelled_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class BookingDraft(SQLModel, table=True):
+    """A validated search. Its id is the booking-attempt id the Book buttons carry."""
+
+    __tablename__ = "booking_draft"
+    __table_args__ = (Index("ix_booking_draft_created", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    tenant_id: str = Field(max_length=64)
+    user_id: str = Field(max_length=128)
+    start_at: datetime = Field(sa_column=_utc())
+    end_at: datetime = Field(sa_column=_utc())
+    attendees: int
+    building: str | None = Field(default=None, max_length=256)
+    floor: int | None = None
+    equipment: str = Field(default="", max_length=256)
+    subject: str = Field(max_length=255)
+    online_meeting: bool
+    time_zone: str = Field(max_length=64)
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class ConversationRef(SQLModel, table=True):
+    """Where the bot can reach a user or chat later (proactive messages)."""
+
+    __tablename__ = "conversation_ref"
+    __table_args__ = (Index("ix_conversation_ref_user", "tenant_id", "user_id"),)
+
+    conversation_id: str = Field(primary_key=True, max_length=512)
+    tenant_id: str = Field(max_length=64)
+    user_id: str | None = Field(default=None, max_length=128)
+    conversation_type: str = Field(max_length=32)
+    service_url: str = Field(max_length=512)
+    reference: str = Field(sa_column=Column(Text, nullable=False))
+    welcomed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())
+
+
+class UserProfile(SQLModel, table=True):
+    """What the bot remembers of a user: name and last known time zone."""
+
+    __tablename__ = "user_profile"
+
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(default="", max_length=256)
+    time_zone: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_column=_utc())

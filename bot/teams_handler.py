@@ -1,0 +1,218 @@
+"""The Teams edge: turns activities into verb calls and cards into replies.
+
+With `bot/teams_adapter.py` and `app.py`, the only code that imports botbuilder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from botbuilder.core import ActivityHandler, CardFactory, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    ChannelAccount,
+)
+
+from bot.actions import CardActions
+from bot.commands import match_command
+from bot.errors import MalformedAction
+from bot.models import Actor
+from bot.users import UserService, WelcomeGuard
+from cards.common import Card
+from cards.help import help_card, welcome_card
+
+logger = logging.getLogger(__name__)
+
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+ERROR_TYPE = "application/vnd.microsoft.error"
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
+MAX_TEXT = 2_000
+UNKNOWN_TENANT = "unknown"
+
+
+def card_invoke_response(card: Card) -> InvokeResponse:
+    """HTTP 200 with a card, as a model object (a plain dict body makes botbuilder answer 500)."""
+    return InvokeResponse(
+        status=200,
+        body=AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=card),
+    )
+
+
+def error_invoke_response(status_code: int, code: str, message: str) -> InvokeResponse:
+    """HTTP 200 whose body tells Teams the action failed (400 for malformed actions)."""
+    return InvokeResponse(
+        status=200,
+        body=AdaptiveCardInvokeResponse(
+            status_code=status_code, type=ERROR_TYPE, value={"code": code, "message": message}
+        ),
+    )
+
+
+def card_message(card: Card) -> Activity:
+    return MessageFactory.attachment(CardFactory.adaptive_card(card))
+
+
+def tenant_of(activity: Activity) -> str:
+    """The tenant Teams names in channelData, else the conversation's."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = channel_data.get("tenant")
+    if isinstance(tenant, dict) and isinstance(tenant.get("id"), str) and tenant["id"]:
+        return str(tenant["id"])[:64]
+    conversation = activity.conversation
+    if conversation is not None and getattr(conversation, "tenant_id", None):
+        return str(conversation.tenant_id)[:64]
+    return UNKNOWN_TENANT
+
+
+def client_zone_of(activity: Activity) -> str | None:
+    """The IANA zone the Teams client sends in its clientInfo entity."""
+    for entity in activity.entities or []:
+        if getattr(entity, "type", None) != "clientInfo":
+            continue
+        extra = getattr(entity, "additional_properties", None) or {}
+        zone = extra.get("timezone")
+        if isinstance(zone, str):
+            return zone
+    return None
+
+
+def user_of(account: ChannelAccount | None) -> tuple[str, str]:
+    """The Entra object id (else the channel id) and display name of the sender."""
+    if account is None:
+        return "anonymous", ""
+    user_id = account.aad_object_id or account.id or "anonymous"
+    return str(user_id)[:128], str(account.name or "")[:256]
+
+
+class FrontdeskBot(ActivityHandler):
+    """Routes Teams activities: parse, call, render, reply."""
+
+    def __init__(
+        self,
+        *,
+        actions: CardActions,
+        users: UserService,
+        welcome: WelcomeGuard,
+        allowed_tenants: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__()
+        self._actions = actions
+        self._users = users
+        self._welcome = welcome
+        self._allowed_tenants = allowed_tenants
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        tenant = tenant_of(turn_context.activity)
+        if self._allowed_tenants and tenant not in self._allowed_tenants:
+            logger.warning("activity from a tenant that is not allowed: %s", tenant)
+            if turn_context.activity.type == ActivityTypes.invoke:
+                await turn_context.send_activity(
+                    Activity(
+                        type=ActivityTypes.invoke_response,
+                        value=error_invoke_response(
+                            400, "TenantNotAllowed", "This app is not available in your organization."
+                        ),
+                    )
+                )
+            return
+        await super().on_turn(turn_context)
+
+    async def _actor(self, turn_context: TurnContext) -> Actor:
+        activity = turn_context.activity
+        user_id, name = user_of(activity.from_property)
+        return await self._users.actor(
+            tenant_id=tenant_of(activity),
+            user_id=user_id,
+            name=name,
+            client_zone=client_zone_of(activity),
+        )
+
+    async def _remember_conversation(self, turn_context: TurnContext) -> str | None:
+        activity = turn_context.activity
+        conversation = activity.conversation
+        if conversation is None or not conversation.id or not activity.service_url:
+            return None
+        reference = TurnContext.get_conversation_reference(activity)
+        user_id, _ = user_of(activity.from_property)
+        await self._users.remember_conversation(
+            conversation_id=conversation.id,
+            tenant_id=tenant_of(activity),
+            user_id=user_id,
+            conversation_type=conversation.conversation_type or "personal",
+            service_url=activity.service_url,
+            reference=reference.serialize(),
+        )
+        return str(conversation.id)
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        await self._remember_conversation(turn_context)
+        actor = await self._actor(turn_context)
+        activity = turn_context.activity
+        text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
+        text = (text or "")[:MAX_TEXT]
+        command = match_command(text)
+        if command is None:
+            card = await self._actions.not_understood(text.strip()) if text.strip() else help_card()
+        else:
+            card = await self._actions.run(command.verb, {}, actor)
+        await turn_context.send_activity(card_message(card))
+
+    async def on_members_added_activity(
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        personal = _is_personal(turn_context.activity)
+        if any(member.id == bot_id for member in members_added) or personal:
+            await self._greet(turn_context)
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._greet(turn_context)
+
+    async def _greet(self, turn_context: TurnContext) -> None:
+        conversation_id = await self._remember_conversation(turn_context)
+        if conversation_id is None or not await self._welcome.first_time(conversation_id):
+            return
+        _, name = user_of(turn_context.activity.from_property)
+        personal = _is_personal(turn_context.activity)
+        card = welcome_card(user_name=name or None) if personal else help_card()
+        await turn_context.send_activity(card_message(card))
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
+        activity = turn_context.activity
+        if activity.name != "adaptiveCard/action":
+            return await super().on_invoke_activity(turn_context)
+        parsed = _parse_action(activity.value)
+        if parsed is None:
+            return error_invoke_response(400, "BadRequest", "The card action is not valid.")
+        verb, data = parsed
+        actor = await self._actor(turn_context)
+        try:
+            card = await self._actions.run(verb, data, actor)
+        except MalformedAction as error:
+            logger.info("malformed card action verb=%s: %s", verb[:64], error)
+            return error_invoke_response(400, "BadRequest", "The card action is not valid.")
+        return card_invoke_response(card)
+
+
+def _is_personal(activity: Activity) -> bool:
+    conversation = activity.conversation
+    return conversation is None or (conversation.conversation_type or "personal") == "personal"
+
+
+def _parse_action(value: Any) -> tuple[str, Mapping[str, Any]] | None:
+    if not isinstance(value, dict):
+        return None
+    action = value.get("action")
+    if not isinstance(action, dict):
+        return None
+    verb = action.get("verb")
+    data = action.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(verb, str) or not verb or not isinstance(data, dict):
+        return None
+    return verb, data

@@ -1,0 +1,449 @@
+"""Booking cards: the form, the results, the confirmation, the list and cancelling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from microsoft_teams.cards import (
+    CardElement,
+    Choice,
+    ChoiceSetInput,
+    Column,
+    ColumnSet,
+    Container,
+    DateInput,
+    Fact,
+    FactSet,
+    NumberInput,
+    TextBlock,
+    TextInput,
+    TimeInput,
+    ToggleInput,
+)
+
+from bot.booking import DURATION_CHOICES, MAX_COMMENT, MAX_SUBJECT, duration_text
+from bot.commands import Verb
+from bot.models import Equipment, FormValues, Offer, Room, SearchResult
+from bot.storage.tables import Booking, BookingStatus
+from cards.common import (
+    Card,
+    action,
+    buttons,
+    format_span,
+    heading,
+    notice,
+    render,
+    zone_label,
+)
+
+NO_ONLINE_MEETINGS = (
+    "Teams meeting links need the Microsoft 365 room directory (DIRECTORY=graph). "
+    "This booking holds the room only."
+)
+
+
+def booking_form(
+    values: FormValues,
+    *,
+    rooms: Sequence[Room],
+    time_zone: ZoneInfo,
+    error: str | None = None,
+    online_meetings_available: bool,
+) -> Card:
+    """The booking form, filled with defaults or with the user's inputs and a message."""
+    buildings = sorted({room.building for room in rooms})
+    floors = sorted({(room.floor, room.floor_label) for room in rooms})
+    floor_choices: dict[int, str] = {}
+    for number, label in floors:
+        floor_choices.setdefault(number, label)
+    durations = [Choice(title=duration_text(m), value=str(m)) for m in DURATION_CHOICES]
+    if values.duration and values.duration not in {str(m) for m in DURATION_CHOICES}:
+        durations.append(Choice(title=f"{values.duration} min", value=values.duration))
+    body: list[CardElement] = [
+        *heading("Book a room", f"Times are in {zone_label(time_zone)}."),
+    ]
+    if error:
+        body.append(notice(error))
+    body += [
+        ColumnSet(
+            columns=[
+                Column(
+                    width="stretch",
+                    items=[
+                        DateInput(
+                            id="date",
+                            label="Date",
+                            value=values.date,
+                            is_required=True,
+                            error_message="Pick a date.",
+                        )
+                    ],
+                ),
+                Column(
+                    width="stretch",
+                    items=[
+                        TimeInput(
+                            id="start",
+                            label="Start",
+                            value=values.start,
+                            is_required=True,
+                            error_message="Pick a start time.",
+                        )
+                    ],
+                ),
+            ]
+        ),
+        ColumnSet(
+            columns=[
+                Column(
+                    width="stretch",
+                    items=[
+                        ChoiceSetInput(
+                            id="duration",
+                            label="Duration",
+                            value=values.duration or "30",
+                            choices=durations,
+                            style="compact",
+                        )
+                    ],
+                ),
+                Column(
+                    width="stretch",
+                    items=[
+                        TimeInput(
+                            id="end",
+                            label="Or end time (optional)",
+                            value=values.end or None,
+                        )
+                    ],
+                ),
+            ]
+        ),
+        NumberInput(
+            id="attendees",
+            label="Number of people",
+            value=_number(values.attendees),
+            min=1,
+            is_required=True,
+            error_message="Enter how many people attend (1 or more).",
+        ),
+        ColumnSet(
+            columns=[
+                Column(
+                    width="stretch",
+                    items=[
+                        ChoiceSetInput(
+                            id="building",
+                            label="Building (optional)",
+                            value=values.building or "",
+                            choices=[Choice(title="Any building", value="")]
+                            + [Choice(title=name, value=name) for name in buildings],
+                            style="compact",
+                        )
+                    ],
+                ),
+                Column(
+                    width="stretch",
+                    items=[
+                        ChoiceSetInput(
+                            id="floor",
+                            label="Floor (optional)",
+                            value=values.floor or "",
+                            choices=[Choice(title="Any floor", value="")]
+                            + [
+                                Choice(title=label, value=str(number))
+                                for number, label in floor_choices.items()
+                            ],
+                            style="compact",
+                        )
+                    ],
+                ),
+            ]
+        ),
+        ChoiceSetInput(
+            id="equipment",
+            label="Equipment (optional)",
+            is_multi_select=True,
+            value=values.equipment or None,
+            choices=[Choice(title=item.label, value=item.value) for item in Equipment],
+            style="expanded",
+        ),
+        TextInput(
+            id="subject",
+            label="Subject",
+            value=values.subject or None,
+            placeholder="Meeting",
+            max_length=MAX_SUBJECT,
+        ),
+        ToggleInput(
+            id="online",
+            title="Add a Teams meeting",
+            label="Online meeting",
+            value="true" if values.online_meeting else "false",
+            value_on="true",
+            value_off="false",
+        ),
+    ]
+    if not online_meetings_available:
+        body.append(TextBlock(text=NO_ONLINE_MEETINGS, wrap=True, is_subtle=True, size="Small"))
+    return render(
+        body,
+        actions=[
+            action("Find rooms", Verb.BOOKING_SEARCH, style="positive"),
+            action("My bookings", Verb.BOOKING_LIST),
+        ],
+        fallback_text="Book a room: this card needs a client that shows Adaptive Cards.",
+    )
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _room_facts(room: Room) -> str:
+    parts = [f"{room.capacity} people", room.location]
+    if room.equipment:
+        parts.append(", ".join(e.label for e in sorted(room.equipment)))
+    if room.wheelchair_accessible:
+        parts.append("Step-free access")
+    return " · ".join(parts)
+
+
+def _offer_row(offer: Offer, time_zone: ZoneInfo, *, show_time: bool, title: str) -> Container:
+    room = offer.room
+    lines: list[CardElement] = [
+        TextBlock(
+            text=f"{room.name}" + (f" · {format_span(offer.start, offer.end, time_zone)}" if show_time else ""),
+            weight="Bolder",
+            wrap=True,
+        ),
+        TextBlock(text=_room_facts(room), wrap=True, is_subtle=True, spacing="None"),
+    ]
+    if room.needs_approval:
+        lines.append(
+            TextBlock(
+                text="Needs approval: this room cannot be booked directly yet.",
+                wrap=True,
+                color="Warning",
+                spacing="None",
+            )
+        )
+        return Container(items=lines, separator=True)
+    lines.append(
+        buttons(
+            action(
+                title,
+                Verb.BOOKING_BOOK,
+                {"attempt": offer.attempt_id, "room": room.id},
+                style="positive",
+            )
+        )
+    )
+    return Container(items=lines, separator=True)
+
+
+def results_card(
+    result: SearchResult,
+    *,
+    time_zone: ZoneInfo,
+    message: str | None = None,
+) -> Card:
+    """Rooms free for the slot, best fit first; alternatives when nothing fits."""
+    query = result.query
+    summary = (
+        f"{format_span(query.start, query.end, time_zone)} · {query.attendees} "
+        f"{'person' if query.attendees == 1 else 'people'}"
+    )
+    filters = []
+    if query.building:
+        filters.append(query.building)
+    if query.floor is not None:
+        filters.append(f"floor {query.floor}")
+    if query.equipment:
+        filters.append(", ".join(e.label.lower() for e in sorted(query.equipment)))
+    if filters:
+        summary += " · " + ", ".join(filters)
+    body: list[CardElement] = [*heading("Free rooms", summary)]
+    if message:
+        body.append(notice(message, tone="warning"))
+    bookable = [offer for offer in result.offers if not offer.room.needs_approval]
+    if bookable:
+        for offer in result.offers:
+            body.append(_offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}"))
+    else:
+        body.append(
+            notice("No room that fits is free for the whole slot.", tone="attention")
+        )
+        for offer in result.offers:
+            body.append(_offer_row(offer, time_zone, show_time=False, title=""))
+        if result.other_times:
+            body.append(
+                TextBlock(text="Free at other times that day", weight="Bolder", wrap=True, separator=True)
+            )
+            for offer in result.other_times:
+                body.append(
+                    _offer_row(
+                        offer,
+                        time_zone,
+                        show_time=True,
+                        title=f"Book {offer.room.name} at {offer.start.astimezone(time_zone):%H:%M}",
+                    )
+                )
+        if result.other_rooms:
+            body.append(
+                TextBlock(
+                    text="Other rooms free at that time (other building, floor or equipment)",
+                    weight="Bolder",
+                    wrap=True,
+                    separator=True,
+                )
+            )
+            for offer in result.other_rooms:
+                body.append(
+                    _offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}")
+                )
+        if not result.other_times and not result.other_rooms:
+            body.append(
+                TextBlock(
+                    text="Nothing else is free that day. Try another day or fewer people.",
+                    wrap=True,
+                )
+            )
+    return render(
+        body,
+        actions=[action("Change search", Verb.BOOKING_START)],
+        fallback_text=f"Free rooms for {summary}",
+        full_width=True,
+    )
+
+
+def _booking_facts(booking: Booking, time_zone: ZoneInfo) -> FactSet:
+    return FactSet(
+        facts=[
+            Fact(title="Room", value=booking.room_name),
+            Fact(title="Where", value=f"{booking.building}, {booking.floor_label}"),
+            Fact(title="When", value=format_span(booking.start_at, booking.end_at, time_zone)),
+            Fact(title="Time zone", value=zone_label(time_zone)),
+            Fact(title="People", value=str(booking.attendees)),
+            Fact(title="Subject", value=booking.subject),
+        ]
+    )
+
+
+def _meeting_line(booking: Booking, *, online_meetings_available: bool) -> TextBlock | None:
+    if not booking.online_meeting:
+        return None
+    if booking.join_url:
+        return TextBlock(text=f"[Join the Teams meeting]({booking.join_url})", wrap=True)
+    if not online_meetings_available:
+        return TextBlock(text=NO_ONLINE_MEETINGS, wrap=True, is_subtle=True)
+    return TextBlock(text="The Teams meeting link is on its way.", wrap=True, is_subtle=True)
+
+
+def confirmation_card(
+    booking: Booking,
+    *,
+    time_zone: ZoneInfo,
+    online_meetings_available: bool,
+    message: str | None = None,
+) -> Card:
+    """A booking as it stands: confirmed with Cancel, or cancelled."""
+    cancelled = booking.status == BookingStatus.CANCELLED
+    title = "Booking cancelled" if cancelled else "Room booked"
+    body: list[CardElement] = [*heading(title)]
+    if message:
+        body.append(notice(message, tone="good" if not cancelled else "warning"))
+    body.append(_booking_facts(booking, time_zone))
+    if cancelled:
+        if booking.cancel_comment:
+            body.append(TextBlock(text=f"Comment: {booking.cancel_comment}", wrap=True, is_subtle=True))
+        actions = [
+            action("Book another room", Verb.BOOKING_START),
+            action("My bookings", Verb.BOOKING_LIST),
+        ]
+    else:
+        line = _meeting_line(booking, online_meetings_available=online_meetings_available)
+        if line is not None:
+            body.append(line)
+        actions = [
+            action("Cancel booking", Verb.BOOKING_CANCEL, {"booking": booking.id}, style="destructive"),
+            action("My bookings", Verb.BOOKING_LIST),
+        ]
+    return render(
+        body,
+        actions=actions,
+        fallback_text=f"{title}: {booking.room_name}, "
+        f"{format_span(booking.start_at, booking.end_at, time_zone)}",
+    )
+
+
+def cancel_confirm_card(booking: Booking, *, time_zone: ZoneInfo, error: str | None = None) -> Card:
+    """Ask before cancelling; an optional comment goes with it."""
+    body: list[CardElement] = [*heading("Cancel this booking?")]
+    if error:
+        body.append(notice(error))
+    body += [
+        _booking_facts(booking, time_zone),
+        TextInput(
+            id="comment",
+            label="Comment (optional)",
+            placeholder="Why you are cancelling",
+            is_multiline=True,
+            max_length=MAX_COMMENT,
+        ),
+    ]
+    return render(
+        body,
+        actions=[
+            action("Yes, cancel it", Verb.BOOKING_CANCEL_CONFIRM, {"booking": booking.id}, style="destructive"),
+            action("Keep it", Verb.BOOKING_SHOW, {"booking": booking.id}),
+        ],
+        fallback_text=f"Cancel {booking.room_name}?",
+    )
+
+
+def bookings_list_card(
+    bookings: Sequence[Booking], *, time_zone: ZoneInfo, message: str | None = None
+) -> Card:
+    """The user's upcoming bookings, each with Cancel."""
+    body: list[CardElement] = [
+        *heading("My bookings", f"Upcoming, in {zone_label(time_zone)}.")
+    ]
+    if message:
+        body.append(notice(message, tone="good"))
+    if not bookings:
+        body.append(TextBlock(text="You have no upcoming bookings.", wrap=True))
+    for booking in bookings:
+        body.append(
+            Container(
+                separator=True,
+                items=[
+                    TextBlock(text=f"{booking.room_name} · {booking.subject}", weight="Bolder", wrap=True),
+                    TextBlock(
+                        text=f"{format_span(booking.start_at, booking.end_at, time_zone)} · "
+                        f"{booking.building}, {booking.floor_label}",
+                        wrap=True,
+                        is_subtle=True,
+                        spacing="None",
+                    ),
+                    buttons(
+                        action(
+                            "Cancel",
+                            Verb.BOOKING_CANCEL,
+                            {"booking": booking.id},
+                            style="destructive",
+                        )
+                    ),
+                ],
+            )
+        )
+    return render(
+        body,
+        actions=[action("Book a room", Verb.BOOKING_START)],
+        fallback_text=f"My bookings: {len(bookings)} upcoming",
+        full_width=True,
+    )

@@ -1,0 +1,52 @@
+"""The welcome card and help: what Frontdesk does, one button per command."""
+
+from __future__ import annotations
+
+from microsoft_teams.cards import CardElement, Fact, FactSet, TextBlock
+
+from bot.commands import COMMANDS
+from cards.common import APP_NAME, Card, action, heading, notice, render
+
+_INTRO = (
+    f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
+)
+
+
+def _command_actions() -> list:  # type: ignore[type-arg]
+    return [action(command.title, command.verb) for command in COMMANDS if command.title != "Help"]
+
+
+def welcome_card(*, user_name: str | None = None) -> Card:
+    """Sent when the app is installed in a personal chat."""
+    greeting = f"Welcome, {user_name}!" if user_name else f"Welcome to {APP_NAME}!"
+    body: list[CardElement] = [
+        *heading(greeting, _INTRO),
+        TextBlock(
+            text="Pick a button, or type a command such as **book** or **my bookings** at any time.",
+            wrap=True,
+        ),
+    ]
+    return render(body, actions=_command_actions(), fallback_text=f"{greeting} {_INTRO}")
+
+
+def help_card(*, not_understood: str | None = None) -> Card:
+    """What the bot answers to, with a button for each; the unknown text when there was one."""
+    body: list[CardElement] = [*heading(f"{APP_NAME} help", _INTRO)]
+    if not_understood:
+        shown = not_understood if len(not_understood) <= 80 else not_understood[:77] + "..."
+        body.append(notice(f"Sorry, I didn't understand \"{shown}\". Here is what I can do.", tone="warning"))
+    body.append(
+        FactSet(
+            facts=[
+                Fact(title=command.phrases[0], value=command.description) for command in COMMANDS
+            ]
+        )
+    )
+    body.append(
+        TextBlock(
+            text="In group chats and channels, mention me first: @Frontdesk book.",
+            wrap=True,
+            is_subtle=True,
+        )
+    )
+    return render(body, actions=_command_actions(), fallback_text=f"{APP_NAME} help: {_INTRO}")
