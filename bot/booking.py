@@ -317,7 +317,9 @@ class BookingService:
         )
         by_id = {room.id: room for room in rooms}
         places = Counter(
-            (by_id[room_id].building, by_id[room_id].floor) for room_id in recent if room_id in by_id
+            (by_id[room_id].building, by_id[room_id].floor)
+            for room_id in recent
+            if room_id in by_id
         )
         if not places:
             return None
@@ -513,7 +515,9 @@ def _parse_date(value: Any) -> date:
     try:
         return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
     except ValueError:
-        raise InputError("Enter the date as YYYY-MM-DD, for example 2026-11-23.", field="date") from None
+        raise InputError(
+            "Enter the date as YYYY-MM-DD, for example 2026-11-23.", field="date"
+        ) from None
 
 
 def _parse_time(value: Any, *, field: str, label: str) -> time:
@@ -579,4 +583,3 @@ def duration_text(minutes: int) -> str:
     if hours:
         return f"{hours} h"
     return f"{rest} min"
-

@@ -137,9 +137,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-_ALIASES = {
-    name: str(field.validation_alias) for name, field in Settings.model_fields.items()
-}
+_ALIASES = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
 
 
 def load_settings(**overrides: Any) -> Settings:

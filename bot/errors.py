@@ -8,7 +8,7 @@ class FrontdeskError(Exception):
 
 
 class InputError(FrontdeskError):
-    """The user's input cannot be used; `field` names the input to fix (None: the form as a whole)."""
+    """The user's input cannot be used; `field` names the input to fix (None: the whole form)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -17,7 +17,7 @@ class InputError(FrontdeskError):
 
 
 class MalformedAction(FrontdeskError):
-    """Card data no Teams client would send (unknown verb, bad ids): answered with statusCode 400."""
+    """Card data no Teams client would send (unknown verb, bad ids): statusCode 400."""
 
 
 class NotFound(FrontdeskError):

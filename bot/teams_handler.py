@@ -9,7 +9,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from botbuilder.core import ActivityHandler, CardFactory, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.core import (
+    ActivityHandler,
+    CardFactory,
+    InvokeResponse,
+    MessageFactory,
+    TurnContext,
+)
 from botbuilder.schema import (
     Activity,
     ActivityTypes,
@@ -114,7 +120,9 @@ class FrontdeskBot(ActivityHandler):
                     Activity(
                         type=ActivityTypes.invoke_response,
                         value=error_invoke_response(
-                            400, "TenantNotAllowed", "This app is not available in your organization."
+                            400,
+                            "TenantNotAllowed",
+                            "This app is not available in your organization.",
                         ),
                     )
                 )

@@ -116,7 +116,9 @@ def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
 class WelcomeGuard:
     """Welcomes each conversation once, however many install events arrive."""
 
-    def __init__(self, conversations: ConversationRepository, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, conversations: ConversationRepository, clock: Callable[[], datetime]
+    ) -> None:
         self._conversations = conversations
         self._clock = clock
 

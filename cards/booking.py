@@ -136,9 +136,9 @@ def booking_form(
                         ChoiceSetInput(
                             id="building",
                             label="Building (optional)",
-                            value=values.building or "",
-                            choices=[Choice(title="Any building", value="")]
-                            + [Choice(title=name, value=name) for name in buildings],
+                            value=values.building or None,
+                            placeholder="Any building",
+                            choices=[Choice(title=name, value=name) for name in buildings],
                             style="compact",
                         )
                     ],
@@ -149,9 +149,9 @@ def booking_form(
                         ChoiceSetInput(
                             id="floor",
                             label="Floor (optional)",
-                            value=values.floor or "",
-                            choices=[Choice(title="Any floor", value="")]
-                            + [
+                            value=values.floor or None,
+                            placeholder="Any floor",
+                            choices=[
                                 Choice(title=label, value=str(number))
                                 for number, label in floor_choices.items()
                             ],
@@ -217,7 +217,8 @@ def _offer_row(offer: Offer, time_zone: ZoneInfo, *, show_time: bool, title: str
     room = offer.room
     lines: list[CardElement] = [
         TextBlock(
-            text=f"{room.name}" + (f" · {format_span(offer.start, offer.end, time_zone)}" if show_time else ""),
+            text=f"{room.name}"
+            + (f" · {format_span(offer.start, offer.end, time_zone)}" if show_time else ""),
             weight="Bolder",
             wrap=True,
         ),
@@ -273,16 +274,18 @@ def results_card(
     bookable = [offer for offer in result.offers if not offer.room.needs_approval]
     if bookable:
         for offer in result.offers:
-            body.append(_offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}"))
+            body.append(
+                _offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}")
+            )
     else:
-        body.append(
-            notice("No room that fits is free for the whole slot.", tone="attention")
-        )
+        body.append(notice("No room that fits is free for the whole slot.", tone="attention"))
         for offer in result.offers:
             body.append(_offer_row(offer, time_zone, show_time=False, title=""))
         if result.other_times:
             body.append(
-                TextBlock(text="Free at other times that day", weight="Bolder", wrap=True, separator=True)
+                TextBlock(
+                    text="Free at other times that day", weight="Bolder", wrap=True, separator=True
+                )
             )
             for offer in result.other_times:
                 body.append(
@@ -290,7 +293,8 @@ def results_card(
                         offer,
                         time_zone,
                         show_time=True,
-                        title=f"Book {offer.room.name} at {offer.start.astimezone(time_zone):%H:%M}",
+                        title=f"Book {offer.room.name} at "
+                        f"{offer.start.astimezone(time_zone):%H:%M}",
                     )
                 )
         if result.other_rooms:
@@ -360,7 +364,9 @@ def confirmation_card(
     body.append(_booking_facts(booking, time_zone))
     if cancelled:
         if booking.cancel_comment:
-            body.append(TextBlock(text=f"Comment: {booking.cancel_comment}", wrap=True, is_subtle=True))
+            body.append(
+                TextBlock(text=f"Comment: {booking.cancel_comment}", wrap=True, is_subtle=True)
+            )
         actions = [
             action("Book another room", Verb.BOOKING_START),
             action("My bookings", Verb.BOOKING_LIST),
@@ -370,7 +376,9 @@ def confirmation_card(
         if line is not None:
             body.append(line)
         actions = [
-            action("Cancel booking", Verb.BOOKING_CANCEL, {"booking": booking.id}, style="destructive"),
+            action(
+                "Cancel booking", Verb.BOOKING_CANCEL, {"booking": booking.id}, style="destructive"
+            ),
             action("My bookings", Verb.BOOKING_LIST),
         ]
     return render(
@@ -399,7 +407,12 @@ def cancel_confirm_card(booking: Booking, *, time_zone: ZoneInfo, error: str | N
     return render(
         body,
         actions=[
-            action("Yes, cancel it", Verb.BOOKING_CANCEL_CONFIRM, {"booking": booking.id}, style="destructive"),
+            action(
+                "Yes, cancel it",
+                Verb.BOOKING_CANCEL_CONFIRM,
+                {"booking": booking.id},
+                style="destructive",
+            ),
             action("Keep it", Verb.BOOKING_SHOW, {"booking": booking.id}),
         ],
         fallback_text=f"Cancel {booking.room_name}?",
@@ -410,9 +423,7 @@ def bookings_list_card(
     bookings: Sequence[Booking], *, time_zone: ZoneInfo, message: str | None = None
 ) -> Card:
     """The user's upcoming bookings, each with Cancel."""
-    body: list[CardElement] = [
-        *heading("My bookings", f"Upcoming, in {zone_label(time_zone)}.")
-    ]
+    body: list[CardElement] = [*heading("My bookings", f"Upcoming, in {zone_label(time_zone)}.")]
     if message:
         body.append(notice(message, tone="good"))
     if not bookings:
@@ -422,7 +433,9 @@ def bookings_list_card(
             Container(
                 separator=True,
                 items=[
-                    TextBlock(text=f"{booking.room_name} · {booking.subject}", weight="Bolder", wrap=True),
+                    TextBlock(
+                        text=f"{booking.room_name} · {booking.subject}", weight="Bolder", wrap=True
+                    ),
                     TextBlock(
                         text=f"{format_span(booking.start_at, booking.end_at, time_zone)} · "
                         f"{booking.building}, {booking.floor_label}",

@@ -55,7 +55,7 @@ def action(
         title=title,
         verb=verb.value,
         data=dict(data or {}),
-        style=style,  # type: ignore[arg-type]
+        style=style,
     )
 
 
@@ -72,8 +72,8 @@ def notice(message: str, *, tone: str = "attention") -> Container:
     """A highlighted message at the top of a card (an error, a warning, good news)."""
     color = {"attention": "Attention", "warning": "Warning", "good": "Good"}.get(tone, "Default")
     return Container(
-        style=tone,  # type: ignore[arg-type]
-        items=[TextBlock(text=message, wrap=True, color=color, weight="Bolder")],  # type: ignore[arg-type]
+        style=tone,
+        items=[TextBlock(text=message, wrap=True, color=color, weight="Bolder")],
     )
 
 
@@ -105,7 +105,10 @@ def format_span(start: datetime, end: datetime, zone: ZoneInfo) -> str:
     local_start = start.astimezone(zone)
     local_end = end.astimezone(zone)
     if local_end.date() != local_start.date():
-        return f"{format_day(start, zone)}, {local_start:%H:%M} – {format_day(end, zone)}, {local_end:%H:%M}"
+        return (
+            f"{format_day(start, zone)}, {local_start:%H:%M} – "
+            f"{format_day(end, zone)}, {local_end:%H:%M}"
+        )
     return f"{format_day(start, zone)}, {local_start:%H:%M}–{local_end:%H:%M}"
 
 

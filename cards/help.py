@@ -7,9 +7,7 @@ from microsoft_teams.cards import CardElement, Fact, FactSet, TextBlock
 from bot.commands import COMMANDS
 from cards.common import APP_NAME, Card, action, heading, notice, render
 
-_INTRO = (
-    f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
-)
+_INTRO = f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
 
 
 def _command_actions() -> list:  # type: ignore[type-arg]
@@ -22,7 +20,7 @@ def welcome_card(*, user_name: str | None = None) -> Card:
     body: list[CardElement] = [
         *heading(greeting, _INTRO),
         TextBlock(
-            text="Pick a button, or type a command such as **book** or **my bookings** at any time.",
+            text="Pick a button, or type a command such as **book** or **my bookings**.",
             wrap=True,
         ),
     ]
@@ -34,7 +32,9 @@ def help_card(*, not_understood: str | None = None) -> Card:
     body: list[CardElement] = [*heading(f"{APP_NAME} help", _INTRO)]
     if not_understood:
         shown = not_understood if len(not_understood) <= 80 else not_understood[:77] + "..."
-        body.append(notice(f"Sorry, I didn't understand \"{shown}\". Here is what I can do.", tone="warning"))
+        body.append(
+            notice(f'Sorry, I didn\'t understand "{shown}". Here is what I can do.', tone="warning")
+        )
     body.append(
         FactSet(
             facts=[

@@ -77,7 +77,8 @@ def load_rooms_file(path: Path) -> list[Room]:
         parsed = RoomsFile.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise RoomDirectoryError(f"ROOMS_FILE {path}: {problems}") from None
     rooms: list[Room] = []

@@ -56,7 +56,7 @@ class BookingRepository:
             session.commit()
 
     async def get_draft(self, draft_id: str, *, tenant_id: str, user_id: str) -> BookingDraft:
-        draft = await asyncio.to_thread(self._get, BookingDraft, draft_id)
+        draft: BookingDraft | None = await asyncio.to_thread(self._get, BookingDraft, draft_id)
         if draft is None or draft.tenant_id != tenant_id or draft.user_id != user_id:
             raise NotFound("That search is no longer available. Start a new one with **book**.")
         return draft
@@ -163,7 +163,7 @@ class BookingRepository:
     async def cancel(
         self, booking_id: str, *, tenant_id: str, user_id: str, comment: str | None, now: datetime
     ) -> tuple[Booking, bool]:
-        """Cancel once, by a conditional update. Returns the booking and whether this call did it."""
+        """Cancel once, by a conditional update; also says whether this call cancelled it."""
         return await asyncio.to_thread(self._cancel, booking_id, tenant_id, user_id, comment, now)
 
     def _cancel(

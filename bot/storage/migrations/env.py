@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
+from sqlmodel import SQLModel
 
 from bot.storage import tables  # noqa: F401  (registers the tables on the metadata)
 from bot.storage.db import create_db_engine
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 

@@ -1,0 +1,420 @@
+"""Every card the bot can send: schema 1.5, the official renderer, our invariants, snapshots."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.actions import _error_card
+from bot.booking import BookingService
+from bot.commands import COMMANDS, Verb
+from bot.errors import FrontdeskError, NotAllowed, NotFound, RoomNeedsApproval
+from bot.models import Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
+from bot.storage.tables import Booking, BookingStatus
+from cards.booking import (
+    NO_ONLINE_MEETINGS,
+    booking_form,
+    bookings_list_card,
+    cancel_confirm_card,
+    confirmation_card,
+    results_card,
+)
+from cards.common import message_card
+from cards.help import help_card, welcome_card
+from tests.support.cardcheck import (
+    invariant_problems,
+    renderer_warnings,
+    schema_path,
+    schema_problems,
+)
+from tests.support.prereq import node_available, require
+
+GOLDEN = Path(__file__).parent / "golden"
+KNOWN_VERBS = {verb.value for verb in Verb}
+ZONE = ZoneInfo("Europe/Berlin")
+ATTEMPT = "11111111-2222-4333-8444-555555555555"
+OTHER_ATTEMPT = "11111111-2222-4333-8444-666666666666"
+BOOKING_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+
+COMPASS = Room(
+    id="hh-compass",
+    name="Compass",
+    email="compass@contoso.example",
+    building="Harbour House",
+    floor=2,
+    floor_label="Floor 2",
+    capacity=6,
+    equipment=frozenset({Equipment.DISPLAY, Equipment.WHITEBOARD}),
+)
+BOARDROOM = Room(
+    id="hh-boardroom",
+    name="Boardroom",
+    email="boardroom@contoso.example",
+    building="Harbour House",
+    floor=3,
+    floor_label="Floor 3",
+    capacity=16,
+    equipment=frozenset({Equipment.VIDEO}),
+    wheelchair_accessible=True,
+    needs_approval=True,
+)
+WILLOW = Room(
+    id="rs-willow",
+    name="Willow",
+    email="willow@contoso.example",
+    building="Riverside",
+    floor=1,
+    floor_label="Ground floor",
+    capacity=10,
+    equipment=frozenset(Equipment),
+    wheelchair_accessible=True,
+)
+ROOMS = [COMPASS, BOARDROOM, WILLOW]
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+END = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+QUERY = SearchQuery(
+    start=START,
+    end=END,
+    attendees=5,
+    subject="Planning",
+    online_meeting=True,
+    time_zone=ZONE,
+    building="Harbour House",
+    equipment=frozenset({Equipment.DISPLAY}),
+)
+DEFAULTS = FormValues(
+    date="2026-11-23",
+    start="10:00",
+    duration="30",
+    end="",
+    attendees="1",
+    building="",
+    floor="",
+    equipment="",
+    subject="",
+    online_meeting=True,
+)
+
+
+def make_booking(**changes: Any) -> Booking:
+    values: dict[str, Any] = {
+        "id": BOOKING_ID,
+        "attempt_id": ATTEMPT,
+        "tenant_id": "tenant-1",
+        "user_id": "user-a",
+        "user_name": "Ada",
+        "room_id": COMPASS.id,
+        "room_name": COMPASS.name,
+        "building": COMPASS.building,
+        "floor_label": COMPASS.floor_label,
+        "subject": "Planning",
+        "start_at": START,
+        "end_at": END,
+        "attendees": 5,
+        "online_meeting": True,
+        "join_url": None,
+        "time_zone": ZONE.key,
+        "status": BookingStatus.CONFIRMED,
+        "created_at": START,
+    }
+    values.update(changes)
+    return Booking(**values)
+
+
+def all_cards() -> dict[str, dict[str, Any]]:
+    """One of each card the bot sends, in each of its states."""
+    offers = [Offer(room=room, attempt_id=ATTEMPT, start=START, end=END) for room in ROOMS]
+    later = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+    nothing_fits = SearchResult(
+        query=QUERY,
+        attempt_id=ATTEMPT,
+        offers=[Offer(room=BOARDROOM, attempt_id=ATTEMPT, start=START, end=END)],
+        other_times=[
+            Offer(room=COMPASS, attempt_id=OTHER_ATTEMPT, start=later, end=later.replace(hour=12))
+        ],
+        other_rooms=[Offer(room=WILLOW, attempt_id=OTHER_ATTEMPT, start=START, end=END)],
+    )
+    errors: list[FrontdeskError] = [
+        NotFound("That booking was not found among yours."),
+        RoomNeedsApproval("Boardroom"),
+        NotAllowed("You cannot do that."),
+        FrontdeskError("unexpected"),
+    ]
+    cards = {
+        "welcome": welcome_card(user_name="Ada"),
+        "welcome_anonymous": welcome_card(),
+        "help": help_card(),
+        "help_not_understood": help_card(not_understood="make me a sandwich"),
+        "form_default": booking_form(
+            DEFAULTS, rooms=ROOMS, time_zone=ZONE, online_meetings_available=False
+        ),
+        "form_graph": booking_form(
+            DEFAULTS, rooms=ROOMS, time_zone=ZONE, online_meetings_available=True
+        ),
+        "form_error": booking_form(
+            FormValues(
+                date="2026-11-23",
+                start="07:00",
+                duration="45",
+                end="",
+                attendees="abc",
+                building="Riverside",
+                floor="1",
+                equipment="video,display",
+                subject="Retro",
+                online_meeting=False,
+            ),
+            rooms=ROOMS,
+            time_zone=ZONE,
+            error="That start time has already passed. Pick a time from now on.",
+            online_meetings_available=False,
+        ),
+        "results": results_card(
+            SearchResult(query=QUERY, attempt_id=ATTEMPT, offers=offers), time_zone=ZONE
+        ),
+        "results_taken": results_card(
+            SearchResult(query=QUERY, attempt_id=ATTEMPT, offers=offers[2:]),
+            time_zone=ZONE,
+            message="Compass was just booked by someone else. Here is what is still free.",
+        ),
+        "results_nothing_fits": results_card(nothing_fits, time_zone=ZONE),
+        "results_nothing_at_all": results_card(
+            SearchResult(query=QUERY, attempt_id=ATTEMPT, offers=[]), time_zone=ZONE
+        ),
+        "confirmation_local": confirmation_card(
+            make_booking(),
+            time_zone=ZONE,
+            online_meetings_available=False,
+            message="Your room is booked.",
+        ),
+        "confirmation_join_link": confirmation_card(
+            make_booking(join_url="https://teams.microsoft.com/l/meetup-join/abc"),
+            time_zone=ZONE,
+            online_meetings_available=True,
+        ),
+        "confirmation_link_pending": confirmation_card(
+            make_booking(), time_zone=ZONE, online_meetings_available=True
+        ),
+        "confirmation_no_meeting": confirmation_card(
+            make_booking(online_meeting=False), time_zone=ZONE, online_meetings_available=False
+        ),
+        "cancelled": confirmation_card(
+            make_booking(status=BookingStatus.CANCELLED, cancel_comment="Plans changed"),
+            time_zone=ZONE,
+            online_meetings_available=False,
+            message="Cancelled. The room is free again.",
+        ),
+        "cancel_confirm": cancel_confirm_card(make_booking(), time_zone=ZONE),
+        "cancel_confirm_error": cancel_confirm_card(
+            make_booking(), time_zone=ZONE, error="The comment is too long."
+        ),
+        "bookings_empty": bookings_list_card([], time_zone=ZONE),
+        "bookings": bookings_list_card(
+            [make_booking(), make_booking(id=OTHER_ATTEMPT, room_name="Willow")], time_zone=ZONE
+        ),
+        "turn_error": message_card("Something went wrong", "Sorry, I could not finish that."),
+    }
+    for error in errors:
+        cards[f"error_{type(error).__name__}"] = _error_card(error)
+    return cards
+
+
+CARDS = all_cards()
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def actions_of(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node for node in walk(card) if node.get("type") == "Action.Execute"]
+
+
+def inputs_of(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        node["id"]: node for node in walk(card) if str(node.get("type", "")).startswith("Input.")
+    }
+
+
+def text_of(card: dict[str, Any]) -> str:
+    parts = [str(node.get("text", "")) for node in walk(card)]
+    parts += [f"{node.get('title', '')} {node.get('value', '')}" for node in walk(card)]
+    return " ".join(parts)
+
+
+# -- the three checks --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_matches_schema_1_5(name: str) -> None:
+    require(schema_path() is not None, "../shared/schemas/adaptive-card-1.5.json is missing")
+
+    assert schema_problems(CARDS[name]) == []
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_keeps_our_invariants(name: str) -> None:
+    assert invariant_problems(CARDS[name], KNOWN_VERBS) == []
+
+
+def test_official_renderer_reports_no_warnings() -> None:
+    require(node_available(), "node and tests/js/node_modules are needed (run make test)")
+
+    warnings = renderer_warnings(CARDS)
+
+    assert {name: found for name, found in warnings.items() if found} == {}
+    assert set(warnings) == set(CARDS)
+
+
+@pytest.mark.parametrize("name", sorted(CARDS))
+def test_card_matches_its_snapshot(name: str) -> None:
+    path = GOLDEN / f"{name}.json"
+    rendered = json.dumps(CARDS[name], indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("FRONTDESK_UPDATE_GOLDEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(rendered, encoding="utf-8")
+    assert path.exists(), f"no snapshot: run with FRONTDESK_UPDATE_GOLDEN=1 to create {path}"
+    assert rendered == path.read_text(encoding="utf-8")
+
+
+def test_every_card_is_small_enough_for_teams() -> None:
+    # Teams refuses messages over about 100 KB; keep well under.
+    sizes = {name: len(json.dumps(card).encode()) for name, card in CARDS.items()}
+
+    assert max(sizes.values()) < 40_000, sizes
+
+
+# -- what each card says and does ---------------------------------------------------------------
+def test_form_has_every_input_labelled_with_sensible_defaults() -> None:
+    inputs = inputs_of(CARDS["form_default"])
+
+    assert set(inputs) == {
+        "date",
+        "start",
+        "duration",
+        "end",
+        "attendees",
+        "building",
+        "floor",
+        "equipment",
+        "subject",
+        "online",
+    }
+    assert all(node.get("label") for node in inputs.values())
+    assert (inputs["date"]["value"], inputs["start"]["value"]) == ("2026-11-23", "10:00")
+    assert (inputs["duration"]["value"], inputs["attendees"]["value"]) == ("30", 1)
+    assert inputs["online"]["value"] == "true"
+    assert inputs["equipment"]["isMultiSelect"] is True
+    assert [a["verb"] for a in actions_of(CARDS["form_default"])] == [
+        "booking.search",
+        "booking.list",
+    ]
+    assert NO_ONLINE_MEETINGS in text_of(CARDS["form_default"])
+    assert NO_ONLINE_MEETINGS not in text_of(CARDS["form_graph"])
+
+
+def test_form_with_a_mistake_shows_it_and_keeps_the_inputs() -> None:
+    card = CARDS["form_error"]
+    inputs = inputs_of(card)
+
+    assert "already passed" in text_of(card)
+    assert inputs["start"]["value"] == "07:00"
+    assert inputs["duration"]["value"] == "45"
+    assert inputs["building"]["value"] == "Riverside"
+    assert inputs["equipment"]["value"] == "video,display"
+    assert inputs["subject"]["value"] == "Retro"
+    assert inputs["online"]["value"] == "false"
+
+
+def test_results_offer_a_book_button_per_bookable_room_carrying_ids_only() -> None:
+    card = CARDS["results"]
+    books = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_BOOK]
+
+    assert [a["data"] for a in books] == [
+        {"attempt": ATTEMPT, "room": COMPASS.id},
+        {"attempt": ATTEMPT, "room": WILLOW.id},
+    ]
+    assert "Needs approval" in text_of(card)
+    assert "Mon 23 Nov 2026, 10:00–11:00" in text_of(card)  # Berlin time
+    assert card["msteams"] == {"width": "Full"}
+
+
+def test_nothing_fits_offers_other_times_and_rooms_one_click_away() -> None:
+    card = CARDS["results_nothing_fits"]
+    books = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_BOOK]
+    text = text_of(card)
+
+    assert "No room that fits is free" in text
+    assert "Free at other times that day" in text
+    assert "Other rooms free at that time" in text
+    assert {a["data"]["room"] for a in books} == {COMPASS.id, WILLOW.id}
+    assert "Book Compass at 12:00" in [a["title"] for a in books]
+    assert "Try another day" in text_of(CARDS["results_nothing_at_all"])
+
+
+def test_confirmation_shows_the_booking_and_offers_cancel() -> None:
+    card = CARDS["confirmation_local"]
+    text = text_of(card)
+
+    assert "Room booked" in text and "Your room is booked." in text
+    assert "Compass" in text and "Harbour House, Floor 2" in text
+    assert "Mon 23 Nov 2026, 10:00–11:00" in text and "Europe/Berlin" in text
+    assert NO_ONLINE_MEETINGS in text
+    cancel = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_CANCEL]
+    assert [a["data"] for a in cancel] == [{"booking": BOOKING_ID}]
+    assert "Join the Teams meeting" in text_of(CARDS["confirmation_join_link"])
+    assert "on its way" in text_of(CARDS["confirmation_link_pending"])
+    assert NO_ONLINE_MEETINGS not in text_of(CARDS["confirmation_no_meeting"])
+
+
+def test_cancelled_booking_has_no_cancel_button() -> None:
+    card = CARDS["cancelled"]
+
+    assert "Booking cancelled" in text_of(card)
+    assert "Plans changed" in text_of(card)
+    assert Verb.BOOKING_CANCEL not in {a["verb"] for a in actions_of(card)}
+
+
+def test_cancel_confirmation_asks_for_an_optional_comment() -> None:
+    card = CARDS["cancel_confirm"]
+    comment = inputs_of(card)["comment"]
+
+    assert comment["label"] == "Comment (optional)"
+    assert not comment.get("isRequired")
+    assert [a["verb"] for a in actions_of(card)] == ["booking.cancelConfirm", "booking.show"]
+
+
+def test_help_lists_every_command_with_a_button() -> None:
+    card = CARDS["help"]
+    verbs = {a["verb"] for a in actions_of(card)}
+
+    for command in COMMANDS:
+        assert command.phrases[0] in text_of(card)
+    assert {Verb.BOOKING_START, Verb.BOOKING_LIST} <= verbs
+    assert "make me a sandwich" in text_of(CARDS["help_not_understood"])
+
+
+def test_error_cards_never_show_exception_text() -> None:
+    assert "unexpected" not in text_of(CARDS["error_FrontdeskError"])
+    assert "approval" in text_of(CARDS["error_RoomNeedsApproval"])
+
+
+def test_the_form_module_still_builds_from_the_service_defaults(
+    booking_service: BookingService,
+) -> None:
+    values = booking_service.default_form(ZONE)
+
+    card = booking_form(values, rooms=ROOMS, time_zone=ZONE, online_meetings_available=False)
+
+    assert inputs_of(card)["date"]["value"] == values.date

@@ -1,0 +1,108 @@
+"""Settings: defaults, list parsing and start-up errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import AppType, DirectoryKind, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    for name in (
+        "HOST",
+        "PORT",
+        "MICROSOFT_APP_ID",
+        "MICROSOFT_APP_PASSWORD",
+        "MICROSOFT_APP_TYPE",
+        "MICROSOFT_APP_TENANT_ID",
+        "DATABASE_URL",
+        "DIRECTORY",
+        "ROOMS_FILE",
+        "TIMEZONE",
+        "ALLOWED_TENANTS",
+        "MAX_BOOKING_MINUTES",
+        "MAX_DAYS_AHEAD",
+        "LOG_LEVEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(str(tmp_path))  # no stray .env
+
+
+def test_defaults_run_locally_on_loopback_with_sqlite() -> None:
+    settings = load_settings()
+
+    assert (settings.host, settings.port) == ("127.0.0.1", 3978)
+    assert settings.local_mode
+    assert settings.database_url == "sqlite:///./data/frontdesk.db"
+    assert settings.directory is DirectoryKind.LOCAL
+    assert settings.microsoft_app_type is AppType.SINGLE_TENANT
+    assert settings.rooms_file.name == "demo-office.yaml"
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "4000")
+    monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("ALLOWED_TENANTS", " t1, t2 ,,t3 ")
+    monkeypatch.setenv("MAX_BOOKING_MINUTES", "120")
+
+    settings = load_settings()
+
+    assert settings.port == 4000
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.allowed_tenants == ["t1", "t2", "t3"]
+    assert settings.max_booking_minutes == 120
+
+
+def test_local_mode_refuses_a_public_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST", "0.0.0.0")
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert "MICROSOFT_APP_ID" in str(caught.value)
+    assert "HOST=0.0.0.0" in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_local_mode_accepts_loopback_addresses(host: str) -> None:
+    assert load_settings(HOST=host).local_mode
+
+
+def test_an_app_id_needs_a_password_and_a_tenant(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MICROSOFT_APP_ID", "00000000-0000-0000-0000-000000000001")
+    with pytest.raises(SettingsError, match="MICROSOFT_APP_PASSWORD"):
+        load_settings()
+    monkeypatch.setenv("MICROSOFT_APP_PASSWORD", "secret")
+    with pytest.raises(SettingsError, match="MICROSOFT_APP_TENANT_ID"):
+        load_settings()
+    monkeypatch.setenv("MICROSOFT_APP_TENANT_ID", "tenant")
+    monkeypatch.setenv("HOST", "0.0.0.0")
+
+    settings = load_settings()
+
+    assert not settings.local_mode
+    assert "secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TIMEZONE", "Mars/Olympus"),
+        ("PORT", "eighty"),
+        ("DIRECTORY", "ldap"),
+        ("DATABASE_URL", "mysql://db"),
+        ("MAX_DAYS_AHEAD", "0"),
+        ("LOG_LEVEL", "LOUD"),
+        ("MICROSOFT_APP_TYPE", "Other"),
+    ],
+)
+def test_bad_values_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert name in str(caught.value)
