@@ -40,6 +40,10 @@ Handler = Callable[[Actor, Mapping[str, Any]], Awaitable[Card]]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _ROOM_ID = re.compile(r"^[A-Za-z0-9._@-]{1,256}$")
+# Commands whose answer shows one person's data: in shared chats they answer with a button.
+_PRIVATE_ANSWERS: dict[Verb, tuple[str, str]] = {
+    Verb.BOOKING_LIST: ("My bookings", "Show my bookings"),
+}
 
 
 def _uuid(data: Mapping[str, Any], key: str) -> str:
@@ -87,6 +91,18 @@ class CardActions:
             raise
         except FrontdeskError as error:
             return _error_card(error)
+
+    async def command(self, verb: Verb, actor: Actor, *, shared_chat: bool) -> Card:
+        """A typed command. In a group chat or channel a reply is seen by everyone, so a
+        private answer becomes a button: a card action's answer is shown to the clicker only."""
+        if shared_chat and verb in _PRIVATE_ANSWERS:
+            title, button = _PRIVATE_ANSWERS[verb]
+            return message_card(
+                title,
+                "This is private to you. Press the button: only you will see the answer.",
+                actions=[action(button, verb)],
+            )
+        return await self.run(verb, {}, actor)
 
     async def help(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         return help_card()

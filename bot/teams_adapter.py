@@ -16,7 +16,7 @@ from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
 )
-from botbuilder.schema import ActivityTypes
+from botbuilder.schema import Activity, ActivityTypes
 
 from bot.config import Settings
 from bot.teams_handler import FrontdeskBot, card_message
@@ -78,8 +78,9 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
             payload: Any = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return _problem(400, "body is not JSON")
-        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
-            return _problem(400, "body is not an activity")
+        problem = _activity_problem(payload)
+        if problem is not None:
+            return _problem(400, problem)
         try:
             response = await adapter.process(request, bot)
         except web.HTTPException:
@@ -89,6 +90,23 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
         return response if response is not None else web.Response(status=201)
 
     return handle
+
+
+def _activity_problem(payload: Any) -> str | None:
+    """What makes this JSON unusable as an activity, or None (checked before botbuilder sees it)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return "body is not an activity"
+    try:
+        activity = Activity().deserialize(payload)
+    except Exception:  # msrest raises several types for fields of the wrong shape
+        return "activity has fields of the wrong shape"
+    if not isinstance(activity.service_url, str) or not activity.service_url:
+        return "activity has no serviceUrl"
+    if activity.conversation is None or not activity.conversation.id:
+        return "activity has no conversation id"
+    if activity.from_property is None or not activity.from_property.id:
+        return "activity has no sender"
+    return None
 
 
 def _problem(status: int, detail: str) -> web.Response:

@@ -69,8 +69,12 @@ def tenant_of(activity: Activity) -> str:
     if isinstance(tenant, dict) and isinstance(tenant.get("id"), str) and tenant["id"]:
         return str(tenant["id"])[:64]
     conversation = activity.conversation
-    if conversation is not None and getattr(conversation, "tenant_id", None):
-        return str(conversation.tenant_id)[:64]
+    if conversation is not None:
+        # botbuilder maps `tenantID`; Teams sends `tenantId`, which lands in additional_properties.
+        extra = getattr(conversation, "additional_properties", None) or {}
+        for candidate in (getattr(conversation, "tenant_id", None), extra.get("tenantId")):
+            if isinstance(candidate, str) and candidate:
+                return candidate[:64]
     return UNKNOWN_TENANT
 
 
@@ -166,7 +170,9 @@ class FrontdeskBot(ActivityHandler):
         if command is None:
             card = await self._actions.not_understood(text.strip()) if text.strip() else help_card()
         else:
-            card = await self._actions.run(command.verb, {}, actor)
+            card = await self._actions.command(
+                command.verb, actor, shared_chat=not _is_personal(activity)
+            )
         await turn_context.send_activity(card_message(card))
 
     async def on_members_added_activity(
@@ -179,6 +185,11 @@ class FrontdeskBot(ActivityHandler):
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
         await self._greet(turn_context)
+
+    async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
+        conversation = turn_context.activity.conversation
+        if conversation is not None and conversation.id:
+            await self._welcome.forget(str(conversation.id))
 
     async def _greet(self, turn_context: TurnContext) -> None:
         conversation_id = await self._remember_conversation(turn_context)

@@ -124,3 +124,7 @@ class WelcomeGuard:
 
     async def first_time(self, conversation_id: str) -> bool:
         return await self._conversations.mark_welcomed(conversation_id, self._clock())
+
+    async def forget(self, conversation_id: str) -> None:
+        """After an uninstall: a later install is welcomed again."""
+        await self._conversations.reset_welcome(conversation_id)

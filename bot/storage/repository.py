@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import col, select
 
 from bot.errors import NotFound, RoomTaken
@@ -21,11 +21,12 @@ logger = logging.getLogger(__name__)
 
 Interval = tuple[datetime, datetime]
 
-_PG_EXCLUSION_VIOLATION = "23P01"
+# PostgreSQL: the exclusion constraint refused an overlap, or two overlapping inserts deadlocked.
+_LOST_RACE = {"23P01", "40P01"}
 
 
-def _sqlstate(exc: IntegrityError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
+def _sqlstate(exc: Exception) -> str | None:
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
 def _dialect_insert(engine: Engine, table: Any) -> Any:
@@ -119,13 +120,13 @@ class BookingRepository:
                 session.add(booking)
                 session.commit()
                 return booking, True
-        except IntegrityError as exc:
-            # PostgreSQL: a concurrent transaction won the race the check above could not see.
-            if _sqlstate(exc) == _PG_EXCLUSION_VIOLATION:
-                raise RoomTaken(booking.room_name) from None
+        except (IntegrityError, OperationalError, RoomTaken) as exc:
+            # A concurrent delivery of this same attempt may be what we collided with.
             existing = self._by_attempt(booking.attempt_id)
             if existing is not None:
                 return existing, False
+            if isinstance(exc, RoomTaken) or _sqlstate(exc) in _LOST_RACE:
+                raise RoomTaken(booking.room_name) from None
             raise
 
     async def by_attempt(self, attempt_id: str) -> Booking | None:
@@ -246,6 +247,18 @@ class ConversationRepository:
             )
             session.commit()
             return getattr(result, "rowcount", 0) == 1
+
+    async def reset_welcome(self, conversation_id: str) -> None:
+        await asyncio.to_thread(self._reset_welcome, conversation_id)
+
+    def _reset_welcome(self, conversation_id: str) -> None:
+        with read_session(self._engine) as session:
+            session.execute(
+                update(ConversationRef)
+                .where(col(ConversationRef.conversation_id) == conversation_id)
+                .values(welcomed_at=None)
+            )
+            session.commit()
 
     async def get(self, conversation_id: str) -> ConversationRef | None:
         return await asyncio.to_thread(self._get, conversation_id)

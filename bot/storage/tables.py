@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Enum, Index, Text
 from sqlmodel import Field, SQLModel
 
 from bot.storage.db import UTCDateTime
@@ -45,7 +45,18 @@ class Booking(SQLModel, table=True):
     online_meeting: bool
     join_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     time_zone: str = Field(max_length=64)
-    status: BookingStatus = Field(default=BookingStatus.CONFIRMED, max_length=16)
+    # Stored by value ('confirmed'): the PostgreSQL overlap constraint filters on it.
+    status: BookingStatus = Field(
+        default=BookingStatus.CONFIRMED,
+        sa_type=Enum(
+            BookingStatus,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda members: [member.value for member in members],
+        ),
+        nullable=False,
+    )
     cancel_comment: str | None = Field(default=None, max_length=500)
     cancelled_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     created_at: datetime = Field(sa_column=_utc())

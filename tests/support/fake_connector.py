@@ -1,0 +1,191 @@
+"""A fake Bot Framework connector: the service that a bot's replies and updates go to.
+
+It is an aiohttp server on 127.0.0.1 (a free port) that records every request. Point an
+activity's `serviceUrl` at `connector.service_url` and the bot's replies arrive here.
+
+botbuilder sends replies with `requests` in a worker thread while the turn awaits them, so this
+server runs in the test's own event loop (web.AppRunner and TCPSite), not in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the connector received."""
+
+    method: str
+    path: str
+    json: Any
+    conversation_id: str | None = None
+    activity_id: str | None = None
+
+    @property
+    def is_update(self) -> bool:
+        return self.method == "PUT"
+
+    @property
+    def is_reply(self) -> bool:
+        """A POST to `.../activities/{activityId}` (a reply to that activity)."""
+        return self.method == "POST" and self.activity_id is not None
+
+    def cards(self) -> list[dict[str, Any]]:
+        """The Adaptive Card contents this activity carries, in order."""
+        return cards_of(self.json)
+
+
+def cards_of(activity: Any) -> list[dict[str, Any]]:
+    """The Adaptive Card contents of an activity (a dict as sent on the wire)."""
+    if not isinstance(activity, dict):
+        return []
+    found = []
+    for attachment in activity.get("attachments") or []:
+        if isinstance(attachment, dict) and attachment.get("contentType") == ADAPTIVE_CARD:
+            content = attachment.get("content")
+            if isinstance(content, dict):
+                found.append(content)
+    return found
+
+
+class FakeConnector:
+    """Records what a bot sends to the Bot Framework connector and answers like it does."""
+
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        self.requests: list[RecordedRequest] = []
+        """Every request, including those answered 404."""
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(
+            "/v3/conversations/{conversation_id}/activities", self._send_to_conversation
+        )
+        app.router.add_post(
+            "/v3/conversations/{conversation_id}/activities/{activity_id}", self._reply
+        )
+        app.router.add_put(
+            "/v3/conversations/{conversation_id}/activities/{activity_id}", self._update
+        )
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, 0)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only through the server
+        assert isinstance(server, asyncio.Server)
+        self._port = server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def service_url(self) -> str:
+        """The `serviceUrl` to put in activities (with the trailing slash Teams sends)."""
+        if self._port is None:
+            raise RuntimeError("the fake connector is not started")
+        return f"http://{self._host}:{self._port}/"
+
+    # -- what was sent -----------------------------------------------------------------
+    @property
+    def sent(self) -> list[RecordedRequest]:
+        """Activities the bot sent or updated (the requests answered 200)."""
+        return [request for request in self.requests if request.conversation_id is not None]
+
+    @property
+    def unexpected(self) -> list[RecordedRequest]:
+        """Requests to routes a connector does not have (answered 404)."""
+        return [request for request in self.requests if request.conversation_id is None]
+
+    def cards(self, since: int = 0) -> list[dict[str, Any]]:
+        """The Adaptive Card contents of the sent activities from index `since` on."""
+        return [card for request in self.sent[since:] for card in request.cards()]
+
+    async def wait_for(
+        self,
+        count: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the deadline is part of what a test asks for
+    ) -> list[RecordedRequest]:
+        """Wait until at least `count` activities were sent; return them all.
+
+        Replies sent within a turn arrive before its HTTP answer; this is for those that do not.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.sent) < count:
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"waited {timeout} s for {count} sent activities; got {len(self.sent)}"
+            ) from None
+        return self.sent
+
+    # -- handlers ----------------------------------------------------------------------
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        body = await request.read()
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = body.decode("utf-8", "replace")
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            json=payload,
+            conversation_id=request.match_info.get("conversation_id"),
+            activity_id=request.match_info.get("activity_id"),
+        )
+        self.requests.append(recorded)
+        self._changed.set()
+        return recorded
+
+    async def _send_to_conversation(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response({"id": self._new_id()})
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response({"id": self._new_id()})
+
+    async def _update(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        return web.json_response({"id": recorded.activity_id})
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        return web.json_response(
+            {"error": {"code": "NotFound", "message": "no such connector route"}}, status=404
+        )
+
+    def _new_id(self) -> str:
+        # Teams message ids are millisecond timestamps as text.
+        return str(1_795_000_000_000 + next(self._ids))
