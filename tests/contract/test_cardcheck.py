@@ -42,12 +42,9 @@ from tests.support.prereq import node_available, require, shared_dir
 
 Card = dict[str, Any]
 
-KNOWN_VERBS = frozenset(
-    {"booking.check", "booking.confirm", "booking.cancel", "booking.refresh"}
-)
+KNOWN_VERBS = frozenset({"booking.check", "booking.confirm", "booking.cancel", "booking.refresh"})
 NODE_REASON = (
-    "the renderer check needs node and tests/js/node_modules/adaptivecards "
-    "(run npm ci in tests/js)"
+    "the renderer check needs node and tests/js/node_modules/adaptivecards (run npm ci in tests/js)"
 )
 
 
@@ -107,9 +104,7 @@ def clean_card() -> Card:
                             Choice(title="Whiteboard", value="whiteboard"),
                         ],
                     ),
-                    ToggleInput(
-                        id="catering", label="Catering", title="Order catering"
-                    ),
+                    ToggleInput(id="catering", label="Catering", title="Order catering"),
                     NumberInput(
                         id="attendees",
                         label="Attendees",
@@ -122,11 +117,7 @@ def clean_card() -> Card:
                 ]
             ),
             ActionSet(
-                actions=[
-                    ExecuteAction(
-                        title="Check", verb="booking.check", data={"roomId": "r-1"}
-                    )
-                ]
+                actions=[ExecuteAction(title="Check", verb="booking.check", data={"roomId": "r-1"})]
             ),
         ],
         actions=[
@@ -168,20 +159,16 @@ def with_action(action: Card) -> tuple[Card, str]:
 DEFECTS: dict[str, Callable[[], Card]] = {
     "clean": clean_card,
     "unknown_element": lambda: appended({"type": "Bogus.Element", "text": "x"})[0],
-    "bad_enum": lambda: appended(
-        {"type": "TextBlock", "text": "x", "weight": "Heaviest"}
-    )[0],
+    "bad_enum": lambda: appended({"type": "TextBlock", "text": "x", "weight": "Heaviest"})[0],
     "unknown_root_property": lambda: {**clean_card(), "colour": "blue"},
     "missing_label": lambda: appended({"type": "Input.Text", "id": "floor"})[0],
     "required_without_error_message": lambda: appended(
         {"type": "Input.Text", "id": "floor", "label": "Floor", "isRequired": True}
     )[0],
-    "execute_without_verb": lambda: with_action(
-        {"type": "Action.Execute", "title": "Go"}
-    )[0],
-    "duplicate_id": lambda: appended(
-        {"type": "Input.Text", "id": "date", "label": "Other date"}
-    )[0],
+    "execute_without_verb": lambda: with_action({"type": "Action.Execute", "title": "Go"})[0],
+    "duplicate_id": lambda: appended({"type": "Input.Text", "id": "date", "label": "Other date"})[
+        0
+    ],
     "submit": lambda: with_action({"type": "Action.Submit", "title": "Send"})[0],
 }
 
@@ -260,9 +247,7 @@ def test_schema_reports_bad_enum_value() -> None:
 
     problems = schema_problems(card)
 
-    assert problems == [
-        f"{path}.weight: 'Heaviest' is not one of ['default', 'lighter', 'bolder']"
-    ]
+    assert problems == [f"{path}.weight: 'Heaviest' is not one of ['default', 'lighter', 'bolder']"]
 
 
 def test_schema_reports_unknown_root_property() -> None:
@@ -270,9 +255,7 @@ def test_schema_reports_unknown_root_property() -> None:
 
     problems = schema_problems(card)
 
-    assert problems == [
-        "$: Additional properties are not allowed ('colour' was unexpected)"
-    ]
+    assert problems == ["$: Additional properties are not allowed ('colour' was unexpected)"]
 
 
 def test_schema_reports_unknown_property_of_a_nested_input() -> None:
@@ -282,8 +265,7 @@ def test_schema_reports_unknown_property_of_a_nested_input() -> None:
     problems = schema_problems(card)
 
     assert problems == [
-        "$.body[3].items[3]: "
-        "Additional properties are not allowed ('multiline' was unexpected)"
+        "$.body[3].items[3]: Additional properties are not allowed ('multiline' was unexpected)"
     ]
 
 
@@ -294,8 +276,7 @@ def test_schema_reports_unknown_msteams_key() -> None:
     problems = schema_problems(card)
 
     assert problems == [
-        "$.msteams: unknown property 'height' "
-        "(Teams documents only ['entities', 'width'])"
+        "$.msteams: unknown property 'height' (Teams documents only ['entities', 'width'])"
     ]
 
 
@@ -311,16 +292,12 @@ def test_schema_reports_msteams_width_other_than_full() -> None:
 def test_schema_reports_malformed_mention_entity() -> None:
     card = clean_card()
     card["msteams"] = {
-        "entities": [
-            {"type": "mention", "text": "<at>Ada</at>", "mentioned": {"id": "29:1abc"}}
-        ]
+        "entities": [{"type": "mention", "text": "<at>Ada</at>", "mentioned": {"id": "29:1abc"}}]
     }
 
     problems = schema_problems(card)
 
-    assert problems == [
-        "$.msteams.entities[0].mentioned.name: must be a non-empty string"
-    ]
+    assert problems == ["$.msteams.entities[0].mentioned.name: must be a non-empty string"]
 
 
 # --- invariants -----------------------------------------------------------------------
@@ -352,9 +329,7 @@ def test_invariants_report_required_input_without_error_message() -> None:
 
     problems = invariant_problems(card, KNOWN_VERBS)
 
-    assert problems == [
-        f"{path} (Input.Text 'floor'): required input has no errorMessage"
-    ]
+    assert problems == [f"{path} (Input.Text 'floor'): required input has no errorMessage"]
 
 
 def test_invariants_report_execute_without_verb() -> None:
@@ -366,9 +341,7 @@ def test_invariants_report_execute_without_verb() -> None:
 
 
 def test_invariants_report_unknown_verb() -> None:
-    card, path = with_action(
-        {"type": "Action.Execute", "title": "Go", "verb": "booking.teleport"}
-    )
+    card, path = with_action({"type": "Action.Execute", "title": "Go", "verb": "booking.teleport"})
 
     problems = invariant_problems(card, KNOWN_VERBS)
 
@@ -398,8 +371,7 @@ def test_invariants_report_duplicate_id() -> None:
     problems = invariant_problems(card, KNOWN_VERBS)
 
     assert problems == [
-        f"{path} (Input.Text 'date'): duplicate id 'date' "
-        "(first at $.body[2].columns[1].items[0])"
+        f"{path} (Input.Text 'date'): duplicate id 'date' (first at $.body[2].columns[1].items[0])"
     ]
 
 
@@ -436,8 +408,7 @@ def test_invariants_report_action_submit() -> None:
     problems = invariant_problems(card, KNOWN_VERBS)
 
     assert problems == [
-        f"{path} (Action.Submit): "
-        "Action.Submit is not used here; use Action.Execute with a verb"
+        f"{path} (Action.Submit): Action.Submit is not used here; use Action.Execute with a verb"
     ]
 
 
@@ -459,9 +430,7 @@ def test_invariants_report_card_type_other_than_adaptive_card() -> None:
 
 
 def _place_in_refresh(card: Card, action: Card) -> str:
-    card["refresh"]["action"] = {
-        key: value for key, value in action.items() if key != "type"
-    }
+    card["refresh"]["action"] = {key: value for key, value in action.items() if key != "type"}
     return "$.refresh.action"
 
 
@@ -481,9 +450,7 @@ def _place_as_inline_action(card: Card, action: Card) -> str:
 
 
 def _place_in_nested_action_set(card: Card, action: Card) -> str:
-    card["body"][2]["columns"][0]["items"].append(
-        {"type": "ActionSet", "actions": [action]}
-    )
+    card["body"][2]["columns"][0]["items"].append({"type": "ActionSet", "actions": [action]})
     return "$.body[2].columns[0].items[1].actions[0]"
 
 
@@ -507,9 +474,7 @@ def test_invariants_find_unknown_verb_wherever_the_action_is(
     place: Callable[[Card, Card], str],
 ) -> None:
     card = clean_card()
-    path = place(
-        card, {"type": "Action.Execute", "title": "Go", "verb": "booking.teleport"}
-    )
+    path = place(card, {"type": "Action.Execute", "title": "Go", "verb": "booking.teleport"})
 
     problems = invariant_problems(card, KNOWN_VERBS)
 
@@ -543,8 +508,7 @@ def test_renderer_reports_unknown_element_type(rendered: dict[str, list[str]]) -
 
 def test_renderer_reports_bad_enum_value(rendered: dict[str, list[str]]) -> None:
     assert rendered["bad_enum"] == [
-        "Parse/InvalidPropertyValue [TextBlock]: "
-        'Invalid value "Heaviest" for property "weight".'
+        'Parse/InvalidPropertyValue [TextBlock]: Invalid value "Heaviest" for property "weight".'
     ]
 
 
