@@ -919,3 +919,14 @@ async def test_reinstalling_after_an_uninstall_welcomes_again(frontdesk: Frontde
 
     assert removed == []
     assert [headline(card)[:7] for card in first + again] == ["Welcome", "Welcome"]
+
+
+async def test_readyz_is_503_when_the_schema_is_behind(frontdesk: Frontdesk) -> None:
+    with frontdesk.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'older'")
+
+    ready = await frontdesk.client.get("/readyz")
+
+    assert ready.status == 503
+    assert "migration" in (await ready.json())["problem"]
+    assert (await frontdesk.client.get("/healthz")).status == 200
