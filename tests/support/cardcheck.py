@@ -75,15 +75,13 @@ def _msteams_problems(card: Mapping[str, Any]) -> list[str]:
     if not isinstance(msteams, dict):
         return [f"$.msteams: must be an object, got {_short(msteams)}"]
     problems = [
-        f"$.msteams: unknown property {key!r} "
-        f"(Teams documents only {sorted(MSTEAMS_KEYS)})"
+        f"$.msteams: unknown property {key!r} (Teams documents only {sorted(MSTEAMS_KEYS)})"
         for key in msteams
         if key not in MSTEAMS_KEYS
     ]
     if "width" in msteams and msteams["width"] != MSTEAMS_WIDTH:
         problems.append(
-            f"$.msteams.width: must be {MSTEAMS_WIDTH!r}, "
-            f"got {_short(msteams['width'])}"
+            f"$.msteams.width: must be {MSTEAMS_WIDTH!r}, got {_short(msteams['width'])}"
         )
     if "entities" in msteams:
         problems.extend(_mention_problems(msteams["entities"]))
@@ -100,13 +98,9 @@ def _mention_problems(entities: Any) -> list[str]:
             problems.append(f"{path}: must be an object, got {_short(entity)}")
             continue
         if entity.get("type") != "mention":
-            problems.append(
-                f"{path}.type: must be 'mention', got {_short(entity.get('type'))}"
-            )
+            problems.append(f"{path}.type: must be 'mention', got {_short(entity.get('type'))}")
         if not _non_empty_str(entity.get("text")):
-            problems.append(
-                f"{path}.text: must be the mention text, e.g. '<at>Name</at>'"
-            )
+            problems.append(f"{path}.text: must be the mention text, e.g. '<at>Name</at>'")
         mentioned = entity.get("mentioned")
         if not isinstance(mentioned, dict):
             problems.append(f"{path}.mentioned: must be an object with 'id' and 'name'")
@@ -135,18 +129,14 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
     if isinstance(instance, dict):
         if isinstance(instance.get("type"), str):
             matching = [
-                errors
-                for errors in alternatives.values()
-                if not any(map(_rejects_type, errors))
+                errors for errors in alternatives.values() if not any(map(_rejects_type, errors))
             ]
             if not matching:
                 yield error.json_path, _unknown_type(instance["type"], error.context)
                 return
         else:
             matching = [
-                errors
-                for errors in alternatives.values()
-                if not any(map(_rejects_object, errors))
+                errors for errors in alternatives.values() if not any(map(_rejects_object, errors))
             ]
             if len(matching) > 1:  # a union of typed objects, told apart by `type`
                 got = f", got {_short(instance['type'])}" if "type" in instance else ""
@@ -206,9 +196,7 @@ def _unknown_type(type_name: str, errors: Collection[ValidationError]) -> str:
 # --- invariants -----------------------------------------------------------------------
 
 
-def invariant_problems(
-    card: Mapping[str, Any], known_verbs: Collection[str]
-) -> list[str]:
+def invariant_problems(card: Mapping[str, Any], known_verbs: Collection[str]) -> list[str]:
     """Our own rules, checked through the whole card.
 
     Known Action.Execute verbs with object data, labelled inputs with ids, error
@@ -217,9 +205,7 @@ def invariant_problems(
     """
     walker = _InvariantWalker(frozenset(known_verbs))
     if card.get("type") != "AdaptiveCard":
-        walker.problems.append(
-            f"$.type: must be 'AdaptiveCard', got {_short(card.get('type'))}"
-        )
+        walker.problems.append(f"$.type: must be 'AdaptiveCard', got {_short(card.get('type'))}")
     if card.get("version") != CARD_VERSION:
         walker.problems.append(
             f"$.version: must be {CARD_VERSION!r}, got {_short(card.get('version'))}"
@@ -267,9 +253,7 @@ class _InvariantWalker:
                 owner_id=node.get("id") if key == "fallback" else None,
             )
 
-    def check(
-        self, node: dict[str, Any], kind: str, path: str, owner_id: str | None
-    ) -> None:
+    def check(self, node: dict[str, Any], kind: str, path: str, owner_id: str | None) -> None:
         named = f"{kind} {node['id']!r}" if _non_empty_str(node.get("id")) else kind
         where = f"{path} ({named})"
         self.check_id(node.get("id"), where, path, owner_id)
@@ -278,14 +262,11 @@ class _InvariantWalker:
                 self.problems.append(f"{where}: input has no id")
             if not _non_empty_str(node.get("label")):
                 self.problems.append(f"{where}: input has no label")
-            if node.get("isRequired") is True and not _non_empty_str(
-                node.get("errorMessage")
-            ):
+            if node.get("isRequired") is True and not _non_empty_str(node.get("errorMessage")):
                 self.problems.append(f"{where}: required input has no errorMessage")
         elif kind == "Action.Submit":
             self.problems.append(
-                f"{where}: Action.Submit is not used here; "
-                "use Action.Execute with a verb"
+                f"{where}: Action.Submit is not used here; use Action.Execute with a verb"
             )
         elif kind == "Action.Execute":
             verb = node.get("verb")
@@ -295,13 +276,10 @@ class _InvariantWalker:
                 self.problems.append(f"{where}: unknown verb {verb!r}")
             if "data" in node and not isinstance(node["data"], dict):
                 self.problems.append(
-                    f"{where}: Action.Execute data must be an object, "
-                    f"got {_short(node['data'])}"
+                    f"{where}: Action.Execute data must be an object, got {_short(node['data'])}"
                 )
 
-    def check_id(
-        self, element_id: Any, where: str, path: str, owner_id: str | None
-    ) -> None:
+    def check_id(self, element_id: Any, where: str, path: str, owner_id: str | None) -> None:
         if element_id is None or (owner_id is not None and element_id == owner_id):
             return
         if not _non_empty_str(element_id):
@@ -311,8 +289,7 @@ class _InvariantWalker:
             return
         if element_id in self.first_seen:
             self.problems.append(
-                f"{where}: duplicate id {element_id!r} "
-                f"(first at {self.first_seen[element_id]})"
+                f"{where}: duplicate id {element_id!r} (first at {self.first_seen[element_id]})"
             )
         else:
             self.first_seen[element_id] = path
@@ -328,9 +305,7 @@ def renderer_warnings(cards: Mapping[str, Mapping[str, Any]]) -> dict[str, list[
     node = shutil.which("node")
     script = node_tools() / RENDERER_SCRIPT
     if node is None:
-        raise RuntimeError(
-            "node is not on PATH: the Adaptive Cards renderer check needs Node.js"
-        )
+        raise RuntimeError("node is not on PATH: the Adaptive Cards renderer check needs Node.js")
     with tempfile.TemporaryDirectory(prefix="cardcheck-") as tmp:
         input_file = Path(tmp) / "cards.json"
         input_file.write_text(json.dumps(cards), encoding="utf-8")
@@ -359,23 +334,16 @@ def _parse_renderer_output(stdout: str, names: Collection[str]) -> dict[str, lis
     try:
         output = json.loads(stdout)
     except json.JSONDecodeError as exc:
-        raise RuntimeError(
-            f"{RENDERER_SCRIPT} printed no JSON: {stdout[:500]!r}"
-        ) from exc
+        raise RuntimeError(f"{RENDERER_SCRIPT} printed no JSON: {stdout[:500]!r}") from exc
     if not isinstance(output, dict):
-        raise RuntimeError(
-            f"{RENDERER_SCRIPT} printed {type(output).__name__}, expected an object"
-        )
+        raise RuntimeError(f"{RENDERER_SCRIPT} printed {type(output).__name__}, expected an object")
     result: dict[str, list[str]] = {}
     for name in names:
         entry = output.get(name)
         warnings = entry.get("warnings") if isinstance(entry, dict) else None
-        if not isinstance(warnings, list) or not all(
-            isinstance(w, str) for w in warnings
-        ):
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
             raise RuntimeError(
-                f"{RENDERER_SCRIPT} gave no warnings list for card {name!r}: "
-                f"{_short(entry)}"
+                f"{RENDERER_SCRIPT} gave no warnings list for card {name!r}: {_short(entry)}"
             )
         result[name] = list(warnings)
     return result
