@@ -12,6 +12,7 @@ from microsoft_teams.cards import (
     AdaptiveCard,
     CardElement,
     Container,
+    ContainerStyle,
     ExecuteAction,
     TextBlock,
 )
@@ -20,6 +21,7 @@ from bot.commands import Verb
 
 Card = dict[str, Any]
 APP_NAME = "Frontdesk"
+_TONES: dict[str, ContainerStyle] = {"attention": "attention", "warning": "warning", "good": "good"}
 
 
 def render(
@@ -69,12 +71,12 @@ def heading(text: str, subtitle: str | None = None) -> list[CardElement]:
 
 
 def notice(message: str, *, tone: str = "attention") -> Container:
-    """A highlighted message at the top of a card (an error, a warning, good news)."""
-    color = {"attention": "Attention", "warning": "Warning", "good": "Good"}.get(tone, "Default")
-    return Container(
-        style=tone,
-        items=[TextBlock(text=message, wrap=True, color=color, weight="Bolder")],
-    )
+    """A highlighted message at the top of a card (an error, a warning, good news).
+
+    The container's style carries the tone; the text keeps the default colour for contrast.
+    """
+    style = _TONES.get(tone, "emphasis")
+    return Container(style=style, items=[TextBlock(text=message, wrap=True, weight="Bolder")])
 
 
 def buttons(*actions: ExecuteAction) -> ActionSet:

@@ -1,0 +1,256 @@
+"""Booking end to end in Microsoft 365 Agents Playground, against the real `python app.py`.
+
+Every verb, every action's data and every input id comes from the card the Playground pushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.playground import (
+    CHROMIUM,
+    PLAYGROUND_BIN,
+    Message,
+    Playground,
+    card_text,
+    find_action,
+    find_actions,
+    free_port,
+    input_ids,
+    run_ui_steps,
+)
+from tests.support.prereq import repo_root, require
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = repo_root() / "tests" / "artifacts" / "e2e"
+
+
+@dataclass
+class BotProcess:
+    endpoint: str
+    base_url: str
+    log: Path
+
+
+@pytest.fixture
+async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
+    """`python app.py` in local mode on a free loopback port with its own SQLite file."""
+    require(shutil.which("node") is not None, "node is not on PATH")
+    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MICROSOFT_APP_", "DATABASE_URL", "ROOMS_FILE", "DIRECTORY"))
+    }
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'frontdesk.db'}",
+        TIMEZONE="UTC",
+        LOG_LEVEL="INFO",
+    )
+    log = tmp_path / "frontdesk.log"
+    out = log.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "app.py", cwd=repo_root(), env=env, stdout=out, stderr=out
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(base_url, process, log)
+        yield BotProcess(endpoint=f"{base_url}/api/messages", base_url=base_url, log=log)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        out.close()
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def _wait_ready(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(150):
+            if process.returncode is not None:
+                raise AssertionError(f"app.py exited: {_text(log)}")
+            try:
+                async with session.get(f"{base_url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"app.py did not become ready: {_text(log)}")
+
+
+def tomorrow() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+
+
+def form_inputs(card: dict[str, Any], **changes: str) -> dict[str, Any]:
+    """The values a user leaves in the form (its defaults) with their own changes."""
+    values: dict[str, Any] = {}
+    for node in _walk(card):
+        if str(node.get("type", "")).startswith("Input.") and "value" in node:
+            value = node["value"]
+            values[node["id"]] = str(int(value)) if isinstance(value, float) else value
+    unknown = set(changes) - set(input_ids(card))
+    assert not unknown, f"the form has no inputs {unknown}"
+    values.update(changes)
+    return values
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def book_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        action
+        for action in find_actions(card)
+        if action["type"] == "Action.Execute" and str(action.get("title", "")).startswith("Book ")
+    ]
+
+
+async def press(
+    pg: Playground, message: Message, action: dict[str, Any], inputs: dict[str, Any] | None = None
+) -> Message:
+    """Press a button on the card shown; the card the answer put in its place."""
+    await pg.invoke_action(message, action, inputs)
+    full = await pg.bot_invoke_response(message.id)
+    assert full["statusCode"] == 200, full
+    assert full["body"]["statusCode"] == 200, full
+    return pg.latest_card()
+
+
+async def test_book_list_and_cancel_in_the_playground(
+    frontdesk: BotProcess, tmp_path: Path
+) -> None:
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        await pg.send_install()
+        welcome = await pg.wait_for_card()
+        assert "Welcome" in card_text(welcome.card)
+        book_now = find_action(welcome.card, "Book a room")
+
+        form = await press(pg, welcome, book_now)
+        assert {"date", "start", "duration", "attendees", "subject"} <= set(input_ids(form.card))
+        inputs = form_inputs(
+            form.card, date=tomorrow(), start="10:00", attendees="3", subject="E2E sync"
+        )
+        results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
+        assert "Free rooms" in card_text(results.card)
+        first = book_buttons(results.card)[0]
+        room = first["title"].removeprefix("Book ")
+
+        confirmation = await press(pg, results, first)
+        text = card_text(confirmation.card)
+        assert "Room booked" in text and room in text and "E2E sync" in text
+        assert "10:00" in text
+
+        await pg.send_message("my bookings")
+        listing = await pg.wait_for_card()
+        assert room in card_text(listing.card)
+        asking = await press(pg, listing, find_action(listing.card, "Cancel"))
+        assert "Cancel this booking?" in card_text(asking.card)
+        assert "comment" in input_ids(asking.card)
+        done = await press(
+            pg, asking, find_action(asking.card, "Yes, cancel it"), {"comment": "E2E done"}
+        )
+        assert "Booking cancelled" in card_text(done.card)
+        assert "E2E done" in card_text(done.card)
+
+        await pg.send_message("My Bookings")
+        empty = await pg.wait_for_card()
+        assert "no upcoming bookings" in card_text(empty.card)
+
+
+async def test_a_mention_in_a_group_chat_gets_the_form(
+    frontdesk: BotProcess, tmp_path: Path
+) -> None:
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        await pg.send_message("BOOK", conversation_id=pg.config.group_chat_id)
+        form = await pg.wait_for_card()
+
+        assert form.conversation_id == pg.config.group_chat_id
+        assert "Book a room" in card_text(form.card)
+        assert "date" in input_ids(form.card)
+
+
+@pytest.mark.browser
+async def test_book_and_cancel_by_typing_and_clicking(
+    frontdesk: BotProcess, tmp_path: Path
+) -> None:
+    require(CHROMIUM.exists(), f"Chromium is not installed ({CHROMIUM})")
+    day = tomorrow()
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        # Learn the labels and which room comes first from the cards the bot sends.
+        await pg.send_message("book")
+        form = await pg.wait_for_card()
+        labels = {
+            node["id"]: node["label"]
+            for node in _walk(form.card)
+            if str(node.get("type", "")).startswith("Input.")
+        }
+        inputs = form_inputs(form.card, date=day, start="14:00", attendees="3", subject="UI sync")
+        results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
+        first = book_buttons(results.card)[0]["title"]
+        room = first.removeprefix("Book ")
+
+        shots = ARTIFACTS / "booking"
+        shutil.rmtree(shots, ignore_errors=True)
+        result = await run_ui_steps(
+            pg.base_url,
+            [
+                {"send": "book"},
+                {"waitText": "Find rooms"},
+                {"fillDate": {"label": labels["date"], "date": day}},
+                {"fillTime": {"label": labels["start"], "time": "2:00 PM"}},
+                {"fillNumber": {"label": labels["attendees"], "value": 3}},
+                {"fillText": {"label": labels["subject"], "text": "UI sync"}},
+                {"screenshot": "1-form"},
+                {"click": "Find rooms"},
+                {"waitText": "Free rooms"},
+                {"screenshot": "2-results"},
+                {"click": first},
+                {"waitText": "Room booked"},
+                {"waitText": room},
+                {"screenshot": "3-booked"},
+                {"send": "my bookings"},
+                {"waitText": "UI sync"},
+                {"screenshot": "4-my-bookings"},
+                {"click": "Cancel"},
+                {"waitText": "Cancel this booking?"},
+                {"fillText": {"label": "Comment (optional)", "text": "Clicked in the browser"}},
+                {"click": "Yes, cancel it"},
+                {"waitText": "Booking cancelled"},
+                {"screenshot": "5-cancelled"},
+            ],
+            shots,
+        )
+        assert result["ok"], result
+        assert "Clicked in the browser" in result["lastCardText"]
+        for name in ("1-form", "2-results", "3-booked", "4-my-bookings", "5-cancelled"):
+            assert (shots / f"{name}.png").stat().st_size > 10_000
