@@ -35,7 +35,9 @@ run: $(VENV)/.installed
 
 playground: $(NODE_DIR)/node_modules/.installed
 	@echo "Agents Playground on http://127.0.0.1:$(PLAYGROUND_PORT) -> bot at http://127.0.0.1:$(PORT)/api/messages"
-	$(NODE_DIR)/node_modules/.bin/agentsplayground -e http://127.0.0.1:$(PORT)/api/messages -c msteams -p $(PLAYGROUND_PORT)
+	NODE_OPTIONS="--require $(CURDIR)/$(NODE_DIR)/bind-loopback.cjs" \
+	  $(NODE_DIR)/node_modules/.bin/agentsplayground -e http://127.0.0.1:$(PORT)/api/messages -c msteams \
+	  -p $(PLAYGROUND_PORT) --service-url http://127.0.0.1:$(PLAYGROUND_PORT)/_connector --disable-telemetry
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

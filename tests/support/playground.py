@@ -163,22 +163,7 @@ _SCRUBBED_ENV = frozenset(
 )
 
 # Preloaded into the Playground's node: `server.listen(port)` binds 127.0.0.1, not every interface.
-_BIND_LOCALHOST_JS = """\
-'use strict';
-// Written by tests/support/playground.py: the Playground CLI has no host option.
-const net = require('net');
-const host = '127.0.0.1';
-const listen = net.Server.prototype.listen;
-net.Server.prototype.listen = function listenOnLoopback(...args) {
-  const first = args[0];
-  if (typeof first === 'number' || (typeof first === 'string' && /^[0-9]+$/.test(first))) {
-    if (typeof args[1] !== 'string') args.splice(1, 0, host);
-  } else if (first && typeof first === 'object' && 'port' in first && first.host === undefined) {
-    args[0] = Object.assign({}, first, { host });
-  }
-  return listen.apply(this, args);
-};
-"""
+BIND_LOOPBACK_JS = JS_DIR / "bind-loopback.cjs"
 
 _LISTENING = re.compile(r"Listening on (\d+)")
 
@@ -500,8 +485,7 @@ def _playground_env(workdir: Path, config_file: Path | None) -> dict[str, str]:
         for key, value in os.environ.items()
         if key not in _SCRUBBED_ENV and not key.startswith(_SCRUBBED_ENV_PREFIXES)
     }
-    preload = workdir / "bind-localhost.cjs"
-    preload.write_text(_BIND_LOCALHOST_JS, encoding="utf-8")
+    preload = BIND_LOOPBACK_JS
     env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {preload}".strip()
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["TEAMSAPPTESTER_BROWSER"] = "none"
