@@ -111,8 +111,13 @@ class CardActions:
         return help_card(not_understood=text)
 
     async def start(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        """The booking form: empty, or filled with an earlier search ("Change search")."""
+        if data.get("attempt") is not None:
+            values = await self._booking.form_of_search(actor, _uuid(data, "attempt"))
+        else:
+            values = self._booking.default_form(actor.time_zone)
         return booking_form(
-            self._booking.default_form(actor.time_zone),
+            values,
             rooms=await self._booking.rooms(),
             time_zone=actor.time_zone,
             online_meetings_available=self._booking.online_meetings_available,

@@ -92,6 +92,28 @@ class BookingService:
             online_meeting=True,
         )
 
+    async def form_of_search(self, actor: Actor, attempt_id: str) -> FormValues:
+        """The form as the user filled it for an earlier search, in their time zone."""
+        draft = await self._bookings.get_draft(
+            attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        start = draft.start_at.astimezone(actor.time_zone)
+        end = draft.end_at.astimezone(actor.time_zone)
+        minutes = int((draft.end_at - draft.start_at).total_seconds() // 60)
+        listed = minutes in DURATION_CHOICES and end.date() == start.date()
+        return FormValues(
+            date=start.date().isoformat(),
+            start=start.strftime("%H:%M"),
+            duration=str(minutes) if listed else "30",
+            end="" if listed else end.strftime("%H:%M"),
+            attendees=str(draft.attendees),
+            building=draft.building or "",
+            floor="" if draft.floor is None else str(draft.floor),
+            equipment=draft.equipment,
+            subject="" if draft.subject == _DEFAULT_SUBJECT else draft.subject,
+            online_meeting=draft.online_meeting,
+        )
+
     @staticmethod
     def form_values(inputs: Mapping[str, Any], fallback: FormValues) -> FormValues:
         """The user's own inputs, as they typed them, to show again beside a message."""

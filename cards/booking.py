@@ -319,7 +319,7 @@ def results_card(
             )
     return render(
         body,
-        actions=[action("Change search", Verb.BOOKING_START)],
+        actions=[action("Change search", Verb.BOOKING_START, {"attempt": result.attempt_id})],
         fallback_text=f"Free rooms for {summary}",
         full_width=True,
     )

@@ -930,3 +930,16 @@ async def test_readyz_is_503_when_the_schema_is_behind(frontdesk: Frontdesk) -> 
     assert ready.status == 503
     assert "migration" in (await ready.json())["problem"]
     assert (await frontdesk.client.get("/healthz")).status == 200
+
+
+async def test_change_search_brings_back_the_form_as_filled(frontdesk: Frontdesk) -> None:
+    chosen = {
+        "date": TODAY, "start": "11:00", "duration": "60", "attendees": "5",
+        "building": "Riverside", "equipment": "display", "subject": "Budget",
+    }  # fmt: skip
+    results = await frontdesk.search(chosen)
+
+    form = await frontdesk.press(action_titled(results, "Change search"))
+
+    values = assert_booking_form(form)
+    assert {key: values[key] for key in chosen} == chosen

@@ -414,3 +414,38 @@ async def test_cancel_is_refused_for_other_users_and_long_comments(
     with pytest.raises(InputError, match="too long"):
         await booking_service.cancel(a, booking.id, "x" * 501)
     assert (await booking_service.get(a, booking.id)).status == BookingStatus.CONFIRMED
+
+
+async def test_change_search_reopens_the_form_as_the_user_filled_it(
+    booking_service: BookingService,
+) -> None:
+    actor = make_actor(zone=NEW_YORK)
+    inputs = form(
+        start="09:15", duration="90", attendees="6", building="Riverside", floor="2",
+        equipment="display,video", subject="Roadmap", online="false",
+    )  # fmt: skip
+    result = await booking_service.search(actor, await booking_service.parse_form(inputs, NEW_YORK))
+
+    values = await booking_service.form_of_search(actor, result.attempt_id)
+
+    assert (values.date, values.start, values.duration, values.end) == (
+        "2026-11-23", "09:15", "90", "",
+    )  # fmt: skip
+    assert (values.attendees, values.building, values.floor) == ("6", "Riverside", "2")
+    assert (values.equipment, values.subject, values.online_meeting) == (
+        "display,video", "Roadmap", False,
+    )  # fmt: skip
+    with pytest.raises(NotFound):
+        await booking_service.form_of_search(make_actor("user-b"), result.attempt_id)
+
+
+async def test_change_search_keeps_an_unlisted_length_as_an_end_time(
+    booking_service: BookingService,
+) -> None:
+    actor = make_actor()
+    query = await booking_service.parse_form(form(start="10:00", end="10:50"), LONDON)
+    result = await booking_service.search(actor, query)
+
+    values = await booking_service.form_of_search(actor, result.attempt_id)
+
+    assert (values.start, values.duration, values.end) == ("10:00", "30", "10:50")
