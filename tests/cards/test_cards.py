@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,9 @@ from tests.support.cardcheck import (
     schema_path,
     schema_problems,
 )
+from tests.support.cardquery import execute_actions as actions_of
+from tests.support.cardquery import inputs as inputs_of
+from tests.support.cardquery import text_of
 from tests.support.prereq import node_available, require
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -227,32 +229,6 @@ def all_cards() -> dict[str, dict[str, Any]]:
 
 
 CARDS = all_cards()
-
-
-def walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk(value)
-
-
-def actions_of(card: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node for node in walk(card) if node.get("type") == "Action.Execute"]
-
-
-def inputs_of(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        node["id"]: node for node in walk(card) if str(node.get("type", "")).startswith("Input.")
-    }
-
-
-def text_of(card: dict[str, Any]) -> str:
-    parts = [str(node.get("text", "")) for node in walk(card)]
-    parts += [f"{node.get('title', '')} {node.get('value', '')}" for node in walk(card)]
-    return " ".join(parts)
 
 
 # -- the three checks --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import asyncio
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.cardquery import input_values, walk
 from tests.support.playground import (
     CHROMIUM,
     PLAYGROUND_BIN,
@@ -106,25 +107,11 @@ def tomorrow() -> str:
 
 def form_inputs(card: dict[str, Any], **changes: str) -> dict[str, Any]:
     """The values a user leaves in the form (its defaults) with their own changes."""
-    values: dict[str, Any] = {}
-    for node in _walk(card):
-        if str(node.get("type", "")).startswith("Input.") and "value" in node:
-            value = node["value"]
-            values[node["id"]] = str(int(value)) if isinstance(value, float) else value
+    values: dict[str, Any] = input_values(card)
     unknown = set(changes) - set(input_ids(card))
     assert not unknown, f"the form has no inputs {unknown}"
     values.update(changes)
     return values
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
 
 
 def book_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,7 +198,7 @@ async def test_book_and_cancel_by_typing_and_clicking(
         form = await pg.wait_for_card()
         labels = {
             node["id"]: node["label"]
-            for node in _walk(form.card)
+            for node in walk(form.card)
             if str(node.get("type", "")).startswith("Input.")
         }
         inputs = form_inputs(form.card, date=day, start="14:00", attendees="3", subject="UI sync")

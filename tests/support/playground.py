@@ -126,7 +126,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -134,6 +134,8 @@ from typing import Any, Literal
 
 import aiohttp
 import yaml
+
+from tests.support.cardquery import walk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = REPO_ROOT / "tests" / "js"
@@ -192,23 +194,12 @@ def free_port() -> int:
 # Cards: pure functions over Adaptive Card JSON
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    """Every JSON object in ``node``, depth first in document order (body before actions)."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
 def find_actions(card: Mapping[str, Any]) -> list[dict[str, Any]]:
     """All actions anywhere in the card, in document order: ``actions``, nested ``ActionSet``s,
     ``selectAction``s, and the actions in an ``Action.ShowCard``'s card (after the show-card)."""
     return [
         node
-        for node in _walk(dict(card))
+        for node in walk(dict(card))
         if isinstance(node.get("type"), str) and str(node["type"]).startswith("Action.")
     ]
 
@@ -237,7 +228,7 @@ def input_ids(card: Mapping[str, Any]) -> list[str]:
     """The ids of every ``Input.*`` element in the card, in document order."""
     return [
         str(node["id"])
-        for node in _walk(dict(card))
+        for node in walk(dict(card))
         if isinstance(node.get("type"), str)
         and str(node["type"]).startswith("Input.")
         and "id" in node
@@ -248,7 +239,7 @@ def card_text(card: Mapping[str, Any]) -> str:
     """All text of ``TextBlock``s, ``RichTextBlock`` runs and ``FactSet`` facts (``title: value``),
     one per line."""
     lines: list[str] = []
-    for node in _walk(dict(card)):
+    for node in walk(dict(card)):
         kind = node.get("type")
         if kind == "TextBlock" and isinstance(node.get("text"), str):
             lines.append(node["text"])
