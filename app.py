@@ -9,15 +9,27 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import Engine, text
 
 from bot.actions import CardActions
 from bot.booking import BookingPolicy, BookingService, Clock, system_clock
 from bot.config import DirectoryKind, Settings, SettingsError, load_settings
+from bot.directory import RoomDirectory
+from bot.directory.graph import GraphDirectory
 from bot.directory.local import LocalDirectory, RoomDirectoryError
+from bot.graph import GraphClient
+from bot.identity import AppIdentity, BotTokenService
+from bot.identity.msal_tokens import MsalHttpClient
+from bot.identity.user_tokens import UserTokens
 from bot.storage.db import create_db_engine, migrations_current, upgrade
-from bot.storage.repository import BookingRepository, ConversationRepository, UserRepository
+from bot.storage.repository import (
+    BookingRepository,
+    ConversationRepository,
+    TokenCacheRepository,
+    UserRepository,
+)
 from bot.teams_adapter import build_adapter, messages_endpoint
 from bot.teams_handler import FrontdeskBot
 from bot.users import UserService, WelcomeGuard
@@ -38,25 +50,47 @@ class Components:
     booking: BookingService
     users: UserService
     bot: FrontdeskBot
+    user_tokens: UserTokens | None = None
 
 
 ENGINE = web.AppKey("engine", Engine)
 COMPONENTS = web.AppKey("components", Components)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
 
 
-def build_components(settings: Settings, *, clock: Clock = system_clock) -> Components:
-    """Wire storage, directory, services and the Teams handler together."""
+def build_components(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    http: aiohttp.ClientSession | None = None,
+    msal_http_client: MsalHttpClient | None = None,
+) -> Components:
+    """Wire storage, directory, services and the Teams handler together.
+
+    `http` is the one shared HTTP session (needed by the graph directory); `msal_http_client`
+    lets tests answer Entra ID locally.
+    """
     engine = create_db_engine(settings.database_url)
     bookings = BookingRepository(engine)
     conversations = ConversationRepository(engine)
+    directory: RoomDirectory
+    user_tokens: UserTokens | None = None
     if settings.directory is DirectoryKind.GRAPH:
-        raise StartupError(
-            "DIRECTORY=graph is not available in this version yet; use DIRECTORY=local."
+        if http is None:
+            raise StartupError("the graph directory needs the shared HTTP session")
+        user_tokens = _user_tokens(settings, engine, clock, http, msal_http_client)
+        directory = GraphDirectory(
+            GraphClient(http, base_url=settings.graph_base_url),
+            user_tokens,
+            cache_seconds=settings.room_cache_seconds,
+            clock=clock,
         )
-    try:
-        directory = LocalDirectory.from_file(settings.rooms_file, bookings)
-    except RoomDirectoryError as error:
-        raise StartupError(str(error)) from None
+    else:
+        try:
+            directory = LocalDirectory.from_file(settings.rooms_file, bookings)
+        except RoomDirectoryError as error:
+            raise StartupError(str(error)) from None
     booking = BookingService(
         directory=directory,
         bookings=bookings,
@@ -77,23 +111,76 @@ def build_components(settings: Settings, *, clock: Clock = system_clock) -> Comp
         welcome=WelcomeGuard(conversations, clock),
         allowed_tenants=frozenset(settings.allowed_tenants),
     )
-    return Components(settings=settings, engine=engine, booking=booking, users=users, bot=bot)
+    return Components(
+        settings=settings,
+        engine=engine,
+        booking=booking,
+        users=users,
+        bot=bot,
+        user_tokens=user_tokens,
+    )
 
 
-def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
+def _user_tokens(
+    settings: Settings,
+    engine: Engine,
+    clock: Clock,
+    http: aiohttp.ClientSession,
+    msal_http_client: MsalHttpClient | None,
+) -> UserTokens:
+    app_identity: AppIdentity | None = None
+    if not settings.local_mode:
+        app_identity = AppIdentity(
+            client_id=settings.microsoft_app_id,
+            client_secret=settings.microsoft_app_password.get_secret_value(),
+            tenant_id=settings.microsoft_app_tenant_id,
+            authority_host=settings.aad_authority_host,
+            http_client=msal_http_client,
+            cache_store=TokenCacheRepository(engine, clock),
+        )
+    identity = app_identity
+
+    async def bot_framework_token() -> str | None:
+        # The token service wants the bot's own token; local mode has none.
+        if identity is None:
+            return None
+        return await identity.app_token([BOT_FRAMEWORK_SCOPE])
+
+    return UserTokens(
+        BotTokenService(http, base_url=settings.bot_oauth_url, app_token=bot_framework_token),
+        connection_name=settings.oauth_connection_name,
+        app_identity=app_identity,
+    )
+
+
+async def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    msal_http_client: MsalHttpClient | None = None,
+) -> web.Application:
     """The aiohttp application: `/api/messages`, `/healthz`, `/readyz`."""
-    components = build_components(settings, clock=clock)
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    try:
+        components = build_components(
+            settings, clock=clock, http=http, msal_http_client=msal_http_client
+        )
+    except BaseException:
+        await http.close()
+        raise
     adapter = build_adapter(settings)
     app = web.Application(client_max_size=256 * 1024)
     app[ENGINE] = components.engine
     app[COMPONENTS] = components
+    app[HTTP] = http
 
-    async def database(app: web.Application) -> AsyncIterator[None]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(upgrade, app[ENGINE])
         yield
+        await app[HTTP].close()
         app[ENGINE].dispose()
 
-    app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(resources)
     app.router.add_post(
         "/api/messages",
         messages_endpoint(adapter, components.bot, local_mode=settings.local_mode),
@@ -142,11 +229,6 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"frontdesk: {error}\n")
         return 2
     configure_logging(settings.log_level)
-    try:
-        app = create_app(settings)
-    except StartupError as error:
-        sys.stderr.write(f"frontdesk: {error}\n")
-        return 2
     mode = "local mode, no authentication" if settings.local_mode else "authenticated"
     logger.info(
         "Frontdesk on http://%s:%s/api/messages (%s, directory=%s)",
@@ -155,7 +237,11 @@ def main(argv: list[str]) -> int:
         mode,
         settings.directory.value,
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except StartupError as error:
+        sys.stderr.write(f"frontdesk: {error}\n")
+        return 2
     return 0
 
 

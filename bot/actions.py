@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Actor, Mapping[str, Any]], Awaitable[Card]]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_ROOM_ID = re.compile(r"^[A-Za-z0-9._@-]{1,256}$")
+_ROOM_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,256}$")
 # Commands whose answer shows one person's data: in shared chats they answer with a button.
 _PRIVATE_ANSWERS: dict[Verb, tuple[str, str]] = {
     Verb.BOOKING_LIST: ("My bookings", "Show my bookings"),
@@ -118,14 +118,14 @@ class CardActions:
             values = self._booking.default_form(actor.time_zone)
         return booking_form(
             values,
-            rooms=await self._booking.rooms(),
+            rooms=await self._booking.rooms(actor),
             time_zone=actor.time_zone,
             online_meetings_available=self._booking.online_meetings_available,
         )
 
     async def search(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         try:
-            query = await self._booking.parse_form(data, actor.time_zone)
+            query = await self._booking.parse_form(data, actor)
         except InputError as error:
             return await self._form_again(actor, data, error.message)
         result = await self._booking.search(actor, query)
@@ -135,7 +135,7 @@ class CardActions:
         values = self._booking.form_values(data, self._booking.default_form(actor.time_zone))
         return booking_form(
             values,
-            rooms=await self._booking.rooms(),
+            rooms=await self._booking.rooms(actor),
             time_zone=actor.time_zone,
             error=message,
             online_meetings_available=self._booking.online_meetings_available,

@@ -17,7 +17,7 @@ from bot.directory import Interval, RoomDirectory
 from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval
 from bot.models import Actor, Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
 from bot.storage.repository import BookingRepository
-from bot.storage.tables import Booking, BookingDraft
+from bot.storage.tables import Booking, BookingDraft, BookingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +137,10 @@ class BookingService:
             online_meeting=_parse_bool(inputs.get("online"), fallback.online_meeting),
         )
 
-    async def parse_form(self, inputs: Mapping[str, Any], time_zone: ZoneInfo) -> SearchQuery:
+    async def parse_form(self, inputs: Mapping[str, Any], actor: Actor) -> SearchQuery:
         """Validate the booking form; InputError names the first field to fix."""
-        rooms = await self._directory.list_rooms()
+        time_zone = actor.time_zone
+        rooms = await self._directory.list_rooms(actor)
         day = _parse_date(inputs.get("date"))
         start_time = _parse_time(inputs.get("start"), field="start", label="start time")
         start = _local(day, start_time, time_zone)
@@ -214,9 +215,9 @@ class BookingService:
     # -- search ------------------------------------------------------------------------
     async def search(self, actor: Actor, query: SearchQuery) -> SearchResult:
         """Free rooms that fit, best fit first; alternatives when nothing fits."""
-        rooms = list(await self._directory.list_rooms())
+        rooms = list(await self._directory.list_rooms(actor))
         fitting = [room for room in rooms if _fits(room, query)]
-        busy = await self._directory.busy_times(fitting, query.start, query.end)
+        busy = await self._directory.busy_times(fitting, query.start, query.end, actor)
         free = [room for room in fitting if _is_free(busy.get(room.id, ()), query.start, query.end)]
         usual = await self._usual_location(actor, rooms)
         free.sort(key=lambda room: _rank(room, query, usual))
@@ -262,7 +263,7 @@ class BookingService:
         day_start = datetime.combine(local_day, self._policy.day_starts, query.time_zone)
         day_end = datetime.combine(local_day, self._policy.day_ends, query.time_zone)
         earliest = max(day_start, _ceil_to(self._clock(), self._policy.step_minutes))
-        busy = await self._directory.busy_times(bookable, day_start, day_end)
+        busy = await self._directory.busy_times(bookable, day_start, day_end, actor)
         length = query.end - query.start
         step = timedelta(minutes=self._policy.step_minutes)
         candidates: list[tuple[timedelta, datetime, Room]] = []
@@ -306,7 +307,7 @@ class BookingService:
             and room.capacity >= query.attendees
             and not room.needs_approval
         ]
-        busy = await self._directory.busy_times(others, query.start, query.end)
+        busy = await self._directory.busy_times(others, query.start, query.end, actor)
         free = [room for room in others if _is_free(busy.get(room.id, ()), query.start, query.end)]
         free.sort(
             key=lambda room: (
@@ -370,7 +371,7 @@ class BookingService:
         draft = await self._bookings.get_draft(
             attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
         )
-        room = await self._room(room_id)
+        room = await self._room(actor, room_id)
         if room.needs_approval:
             raise RoomNeedsApproval(room.name)
         if room.capacity < draft.attendees:
@@ -400,6 +401,8 @@ class BookingService:
                 return existing, False
             raise InputError("That slot has already started. Search again for a later time.")
         created, is_new = await self._bookings.create(booking)
+        if is_new or (created.event_id is None and self.online_meetings_available):
+            created = await self._hold(actor, created, room)
         if is_new:
             logger.info(
                 "booked room=%s booking=%s start=%s",
@@ -409,8 +412,28 @@ class BookingService:
             )
         return created, is_new
 
-    async def _room(self, room_id: str) -> Room:
-        for room in await self._directory.list_rooms():
+    async def _hold(self, actor: Actor, booking: Booking, room: Room) -> Booking:
+        """Put a booking the database accepted into the directory's calendar.
+
+        When that fails the row goes, so the slot is free again and a retry of the same
+        attempt starts over (the directory makes the retry idempotent).
+        """
+        try:
+            hold = await self._directory.hold(actor, booking, room)
+        except BaseException:
+            await self._bookings.delete(booking.id)
+            raise
+        if hold.event_id is None and hold.join_url is None and hold.room_response is None:
+            return booking
+        return await self._bookings.attach_hold(
+            booking.id,
+            event_id=hold.event_id,
+            join_url=hold.join_url,
+            room_response=hold.room_response,
+        )
+
+    async def _room(self, actor: Actor, room_id: str) -> Room:
+        for room in await self._directory.list_rooms(actor):
             if room.id == room_id:
                 return room
         raise NotFound("That room is no longer in the directory. Search again with **book**.")
@@ -438,6 +461,12 @@ class BookingService:
                 f"The comment is too long ({len(comment)} characters; at most {MAX_COMMENT}).",
                 field="comment",
             )
+        current = await self._bookings.get(
+            booking_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        if current.status == BookingStatus.CONFIRMED:
+            # The calendar first: if that fails, nothing has changed and the user can retry.
+            await self._directory.release(actor, current, comment)
         booking, changed = await self._bookings.cancel(
             booking_id,
             tenant_id=actor.tenant_id,
@@ -449,8 +478,8 @@ class BookingService:
             logger.info("cancelled booking=%s room=%s", booking.id, booking.room_id)
         return booking, changed
 
-    async def rooms(self) -> Sequence[Room]:
-        return await self._directory.list_rooms()
+    async def rooms(self, actor: Actor) -> Sequence[Room]:
+        return await self._directory.list_rooms(actor)
 
 
 # -- helpers ---------------------------------------------------------------------------------

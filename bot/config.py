@@ -70,6 +70,19 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="ALLOWED_TENANTS"
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    graph_base_url: str = Field(
+        default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_BASE_URL"
+    )
+    bot_oauth_url: str = Field(
+        default="https://token.botframework.com", validation_alias="BOT_OAUTH_URL"
+    )
+    oauth_connection_name: str = Field(default="", validation_alias="OAUTH_CONNECTION_NAME")
+    aad_authority_host: str = Field(
+        default="https://login.microsoftonline.com", validation_alias="AAD_AUTHORITY_HOST"
+    )
+    room_cache_seconds: int = Field(
+        default=900, ge=0, le=86400, validation_alias="ROOM_CACHE_SECONDS"
+    )
 
     @field_validator("allowed_tenants", mode="before")
     @classmethod
@@ -92,6 +105,13 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite:///path or postgresql://user@host/db")
         return value
 
+    @field_validator("graph_base_url", "bot_oauth_url", "aad_authority_host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -107,6 +127,11 @@ class Settings(BaseSettings):
                 "MICROSOFT_APP_ID is empty, which means local mode without authentication; "
                 f"local mode only binds to a loopback address, not HOST={self.host}. "
                 "Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or HOST=127.0.0.1."
+            )
+        if self.directory is DirectoryKind.GRAPH and not self.oauth_connection_name:
+            raise ValueError(
+                "DIRECTORY=graph needs OAUTH_CONNECTION_NAME, the Azure Bot OAuth connection "
+                "that signs users in to Microsoft Graph"
             )
         if not self.local_mode:
             if self.microsoft_app_type is not AppType.USER_ASSIGNED_MSI and not (

@@ -55,6 +55,9 @@ class Actor:
     user_id: str
     name: str
     time_zone: ZoneInfo
+    # How the Bot Framework token service knows this user (the channel account, not Entra).
+    channel_user_id: str = ""
+    channel_id: str = "msteams"
 
 
 @dataclass(frozen=True)

@@ -136,11 +136,14 @@ class FrontdeskBot(ActivityHandler):
     async def _actor(self, turn_context: TurnContext) -> Actor:
         activity = turn_context.activity
         user_id, name = user_of(activity.from_property)
+        sender = activity.from_property
         return await self._users.actor(
             tenant_id=tenant_of(activity),
             user_id=user_id,
             name=name,
             client_zone=client_zone_of(activity),
+            channel_user_id=str(sender.id)[:256] if sender is not None and sender.id else "",
+            channel_id=str(activity.channel_id or "msteams")[:64],
         )
 
     async def _remember_conversation(self, turn_context: TurnContext) -> str | None:

@@ -50,7 +50,14 @@ class UserService:
         self._known_conversations: OrderedDict[str, str] = OrderedDict()
 
     async def actor(
-        self, *, tenant_id: str, user_id: str, name: str, client_zone: str | None
+        self,
+        *,
+        tenant_id: str,
+        user_id: str,
+        name: str,
+        client_zone: str | None,
+        channel_user_id: str = "",
+        channel_id: str = "msteams",
     ) -> Actor:
         """The client's zone when it sent one, else the last one we knew, else the default."""
         key = (tenant_id, user_id)
@@ -75,7 +82,14 @@ class UserService:
                 )
             )
             _remember(self._known_profiles, key, (name, zone_to_keep))
-        return Actor(tenant_id=tenant_id, user_id=user_id, name=name, time_zone=zone)
+        return Actor(
+            tenant_id=tenant_id,
+            user_id=user_id,
+            name=name,
+            time_zone=zone,
+            channel_user_id=channel_user_id,
+            channel_id=channel_id,
+        )
 
     async def remember_conversation(
         self,

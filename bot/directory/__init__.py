@@ -1,30 +1,49 @@
-"""Room directories: where rooms and their busy times come from."""
+"""Room directories: where rooms and their busy times come from, and where a booking is held."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from bot.models import Room
+from bot.models import Actor, Room
+from bot.storage.tables import Booking
 
 Interval = tuple[datetime, datetime]
 
 
+@dataclass(frozen=True)
+class CalendarHold:
+    """What the directory's calendar made of a booking (nothing, in the local directory)."""
+
+    event_id: str | None = None
+    join_url: str | None = None
+    room_response: str | None = None
+
+
 class RoomDirectory(Protocol):
-    """A provider of rooms and their busy times (`local` now, `graph` later)."""
+    """A provider of rooms and their busy times (`local` or `graph`), acting for a user."""
 
     @property
     def supports_online_meetings(self) -> bool:
         """Whether bookings made through this directory get a Teams meeting link."""
         ...
 
-    async def list_rooms(self) -> Sequence[Room]:
+    async def list_rooms(self, actor: Actor) -> Sequence[Room]:
         """Every room, in a stable order."""
         ...
 
     async def busy_times(
-        self, rooms: Sequence[Room], start: datetime, end: datetime
+        self, rooms: Sequence[Room], start: datetime, end: datetime, actor: Actor
     ) -> Mapping[str, Sequence[Interval]]:
         """Busy intervals per room id that overlap [start, end)."""
+        ...
+
+    async def hold(self, actor: Actor, booking: Booking, room: Room) -> CalendarHold:
+        """Put the booking in the user's calendar with the room invited (idempotent per attempt)."""
+        ...
+
+    async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
+        """Cancel what `hold` made, telling the attendees the comment."""
         ...

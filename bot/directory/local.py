@@ -10,9 +10,10 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.directory import Interval
-from bot.models import Equipment, Room
+from bot.directory import CalendarHold, Interval
+from bot.models import Actor, Equipment, Room
 from bot.storage.repository import BookingRepository
+from bot.storage.tables import Booking
 
 
 class RoomDirectoryError(ValueError):
@@ -117,10 +118,17 @@ class LocalDirectory:
     def supports_online_meetings(self) -> bool:
         return False
 
-    async def list_rooms(self) -> Sequence[Room]:
+    async def list_rooms(self, actor: Actor) -> Sequence[Room]:
         return self._rooms
 
     async def busy_times(
-        self, rooms: Sequence[Room], start: datetime, end: datetime
+        self, rooms: Sequence[Room], start: datetime, end: datetime, actor: Actor
     ) -> Mapping[str, Sequence[Interval]]:
         return await self._bookings.busy_times([room.id for room in rooms], start, end)
+
+    async def hold(self, actor: Actor, booking: Booking, room: Room) -> CalendarHold:
+        # The booking row is the hold: our database is this directory's calendar.
+        return CalendarHold()
+
+    async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
+        return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,14 @@ from sqlmodel import col, select
 
 from bot.errors import NotFound, RoomTaken
 from bot.storage.db import is_postgres, read_session, write_session
-from bot.storage.tables import Booking, BookingDraft, BookingStatus, ConversationRef, UserProfile
+from bot.storage.tables import (
+    Booking,
+    BookingDraft,
+    BookingStatus,
+    ConversationRef,
+    UserProfile,
+    UserTokenCache,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +135,45 @@ class BookingRepository:
             if isinstance(exc, RoomTaken) or _sqlstate(exc) in _LOST_RACE:
                 raise RoomTaken(booking.room_name) from None
             raise
+
+    async def delete(self, booking_id: str) -> None:
+        """Remove a booking whose calendar hold failed (it never existed for anyone)."""
+        await asyncio.to_thread(self._delete, booking_id)
+
+    def _delete(self, booking_id: str) -> None:
+        with read_session(self._engine) as session:
+            booking = session.get(Booking, booking_id)
+            if booking is not None:
+                session.delete(booking)
+                session.commit()
+
+    async def attach_hold(
+        self,
+        booking_id: str,
+        *,
+        event_id: str | None,
+        join_url: str | None,
+        room_response: str | None,
+    ) -> Booking:
+        """Record the calendar event made for a booking."""
+        return await asyncio.to_thread(
+            self._attach_hold, booking_id, event_id, join_url, room_response
+        )
+
+    def _attach_hold(
+        self, booking_id: str, event_id: str | None, join_url: str | None, room_response: str | None
+    ) -> Booking:
+        with read_session(self._engine) as session:
+            session.execute(
+                update(Booking)
+                .where(col(Booking.id) == booking_id)
+                .values(event_id=event_id, join_url=join_url, room_response=room_response)
+            )
+            session.commit()
+            booking = session.get(Booking, booking_id)
+            assert booking is not None
+            session.refresh(booking)
+            return booking
 
     async def by_attempt(self, attempt_id: str) -> Booking | None:
         return await asyncio.to_thread(self._by_attempt, attempt_id)
@@ -304,6 +350,36 @@ class UserRepository:
         statement = _dialect_insert(self._engine, UserProfile).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["tenant_id", "user_id"], set_=update_values
+        )
+        with read_session(self._engine) as session:
+            session.execute(statement)
+            session.commit()
+
+
+class TokenCacheRepository:
+    """Per-user msal token caches in the database (a TokenCacheStore)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def load(self, user_key: str) -> str | None:
+        return await asyncio.to_thread(self._load, user_key)
+
+    def _load(self, user_key: str) -> str | None:
+        with read_session(self._engine) as session:
+            row = session.get(UserTokenCache, user_key)
+            return row.cache if row is not None else None
+
+    async def save(self, user_key: str, serialized: str) -> None:
+        await asyncio.to_thread(self._save, user_key, serialized)
+
+    def _save(self, user_key: str, serialized: str) -> None:
+        values = {"user_key": user_key, "cache": serialized, "updated_at": self._clock()}
+        statement = _dialect_insert(self._engine, UserTokenCache).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_key"],
+            set_={"cache": serialized, "updated_at": values["updated_at"]},
         )
         with read_session(self._engine) as session:
             session.execute(statement)

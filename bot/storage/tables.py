@@ -44,6 +44,9 @@ class Booking(SQLModel, table=True):
     attendees: int
     online_meeting: bool
     join_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Graph directory: the event in the user's calendar and the room's answer to it.
+    event_id: str | None = Field(default=None, max_length=512)
+    room_response: str | None = Field(default=None, max_length=32)
     time_zone: str = Field(max_length=64)
     # Stored by value ('confirmed'): the PostgreSQL overlap constraint filters on it.
     status: BookingStatus = Field(
@@ -109,4 +112,14 @@ class UserProfile(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=128)
     name: str = Field(default="", max_length=256)
     time_zone: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(sa_column=_utc())
+
+
+class UserTokenCache(SQLModel, table=True):
+    """One msal token cache per user (serialized), for on-behalf-of Graph tokens."""
+
+    __tablename__ = "user_token_cache"
+
+    user_key: str = Field(primary_key=True, max_length=200)
+    cache: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(sa_column=_utc())

@@ -209,7 +209,7 @@ async def frontdesk(
     }
     settings = load_settings(**env)
     assert settings.local_mode
-    app = create_app(settings, clock=clock)
+    app = await create_app(settings, clock=clock)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Frontdesk(
             client=client, connector=connector, engine=app[COMPONENTS].engine, clock=clock

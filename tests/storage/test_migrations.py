@@ -27,7 +27,7 @@ from bot.storage.db import (
 from bot.storage.repository import BookingRepository
 from tests.storage.conftest import make_booking
 
-APP_TABLES = {"booking", "booking_draft", "conversation_ref", "user_profile"}
+APP_TABLES = {"booking", "booking_draft", "conversation_ref", "user_profile", "user_token_cache"}
 # The plain indexes 0001_initial creates, by table: name -> columns.
 MIGRATION_INDEXES = {
     "booking": {

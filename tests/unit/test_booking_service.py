@@ -66,7 +66,9 @@ def test_default_form_rolls_over_to_tomorrow_just_before_midnight(
 async def test_parse_form_converts_the_users_local_time_to_utc(
     booking_service: BookingService,
 ) -> None:
-    query = await booking_service.parse_form(form(start="10:00", duration="90"), NEW_YORK)
+    query = await booking_service.parse_form(
+        form(start="10:00", duration="90"), make_actor(zone=NEW_YORK)
+    )
 
     assert query.start == utc(15, 0)
     assert query.end == utc(16, 30)
@@ -77,14 +79,14 @@ async def test_parse_form_converts_the_users_local_time_to_utc(
 async def test_parse_form_prefers_an_end_time_over_the_duration(
     booking_service: BookingService,
 ) -> None:
-    query = await booking_service.parse_form(form(duration="30", end="11:15"), LONDON)
+    query = await booking_service.parse_form(form(duration="30", end="11:15"), make_actor())
 
     assert query.minutes == 75
 
 
 async def test_parse_form_reads_filters_and_equipment(booking_service: BookingService) -> None:
     query = await booking_service.parse_form(
-        form(building="Riverside", floor="2", equipment="video,display"), LONDON
+        form(building="Riverside", floor="2", equipment="video,display"), make_actor()
     )
 
     assert query.building == "Riverside"
@@ -122,7 +124,7 @@ async def test_parse_form_explains_each_mistake(
     booking_service: BookingService, inputs: dict[str, Any], field: str, words: str
 ) -> None:
     with pytest.raises(InputError) as caught:
-        await booking_service.parse_form(inputs, LONDON)
+        await booking_service.parse_form(inputs, make_actor())
 
     assert caught.value.field == field
     assert words in caught.value.message
@@ -132,7 +134,7 @@ async def test_parse_form_refuses_values_of_the_wrong_type(
     booking_service: BookingService,
 ) -> None:
     with pytest.raises(InputError, match="not valid"):
-        await booking_service.parse_form(form(date={"nested": "object"}), LONDON)
+        await booking_service.parse_form(form(date={"nested": "object"}), make_actor())
 
 
 def test_form_values_keep_what_the_user_typed(booking_service: BookingService) -> None:
@@ -151,7 +153,7 @@ async def test_search_lists_free_rooms_that_fit_smallest_first(
     booking_service: BookingService,
 ) -> None:
     actor = make_actor()
-    query = await booking_service.parse_form(form(attendees="5", equipment="display"), LONDON)
+    query = await booking_service.parse_form(form(attendees="5", equipment="display"), make_actor())
 
     result = await booking_service.search(actor, query)
 
@@ -166,7 +168,9 @@ async def test_search_lists_free_rooms_that_fit_smallest_first(
 
 
 async def test_search_applies_building_and_floor(booking_service: BookingService) -> None:
-    query = await booking_service.parse_form(form(building="Harbour House", floor="2"), LONDON)
+    query = await booking_service.parse_form(
+        form(building="Harbour House", floor="2"), make_actor()
+    )
 
     result = await booking_service.search(make_actor(), query)
 
@@ -177,11 +181,11 @@ async def test_search_leaves_out_rooms_busy_at_any_point_of_the_slot(
     booking_service: BookingService,
 ) -> None:
     actor = make_actor()
-    query = await booking_service.parse_form(form(attendees="5", equipment="display"), LONDON)
+    query = await booking_service.parse_form(form(attendees="5", equipment="display"), make_actor())
     first = await booking_service.search(actor, query)
     await booking_service.book(actor, first.attempt_id, "rs-kingfisher")
     overlapping = await booking_service.parse_form(
-        form(attendees="5", equipment="display", start="10:45", duration="15"), LONDON
+        form(attendees="5", equipment="display", start="10:45", duration="15"), make_actor()
     )
 
     result = await booking_service.search(make_actor("user-b"), overlapping)
@@ -194,11 +198,11 @@ async def test_search_prefers_the_users_usual_building_among_equal_rooms(
 ) -> None:
     actor = make_actor()
     earlier = await booking_service.parse_form(
-        form(date="2026-11-24", building="Riverside", floor="1", attendees="2"), LONDON
+        form(date="2026-11-24", building="Riverside", floor="1", attendees="2"), make_actor()
     )
     result = await booking_service.search(actor, earlier)
     await booking_service.book(actor, result.attempt_id, "rs-otter")
-    query = await booking_service.parse_form(form(attendees="2"), LONDON)
+    query = await booking_service.parse_form(form(attendees="2"), make_actor())
 
     result = await booking_service.search(actor, query)
 
@@ -211,7 +215,7 @@ async def test_search_prefers_the_users_usual_building_among_equal_rooms(
 async def test_search_lists_rooms_needing_approval_last_and_marked(
     booking_service: BookingService,
 ) -> None:
-    query = await booking_service.parse_form(form(attendees="13"), LONDON)
+    query = await booking_service.parse_form(form(attendees="13"), make_actor())
 
     result = await booking_service.search(make_actor(), query)
 
@@ -227,12 +231,13 @@ async def test_nothing_fits_offers_other_times_and_other_rooms(
     # Take every room with video on Floor 2 of Harbour House (Harbour and Keel) 10:00-11:00.
     for room_id in ("hh-harbour", "hh-keel"):
         query = await booking_service.parse_form(
-            form(building="Harbour House", floor="2", equipment="video", attendees="2"), LONDON
+            form(building="Harbour House", floor="2", equipment="video", attendees="2"),
+            make_actor(),
         )
         taken = await booking_service.search(owner, query)
         await booking_service.book(owner, taken.attempt_id, room_id)
     wanted = await booking_service.parse_form(
-        form(building="Harbour House", floor="2", equipment="video", attendees="2"), LONDON
+        form(building="Harbour House", floor="2", equipment="video", attendees="2"), make_actor()
     )
 
     result = await booking_service.search(make_actor("user-b"), wanted)
@@ -266,7 +271,7 @@ async def test_other_times_never_start_in_the_past(
     clock.now = utc(9, 50)
     owner = make_actor("owner")
     query = await booking_service.parse_form(
-        form(building="Riverside", floor="2", attendees="8"), LONDON
+        form(building="Riverside", floor="2", attendees="8"), make_actor()
     )
     taken = await booking_service.search(owner, query)
     await booking_service.book(owner, taken.attempt_id, "rs-heron")
@@ -281,7 +286,9 @@ async def test_other_times_never_start_in_the_past(
 # -- booking --------------------------------------------------------------------------------
 async def test_book_creates_a_booking_once_per_attempt(booking_service: BookingService) -> None:
     actor = make_actor()
-    result = await booking_service.search(actor, await booking_service.parse_form(form(), LONDON))
+    result = await booking_service.search(
+        actor, await booking_service.parse_form(form(), make_actor())
+    )
     room = result.offers[0].room
 
     first, created_first = await booking_service.book(actor, result.attempt_id, room.id)
@@ -298,9 +305,9 @@ async def test_book_refuses_an_overlapping_slot_of_the_same_room(
     booking_service: BookingService,
 ) -> None:
     a, b = make_actor("user-a"), make_actor("user-b")
-    first = await booking_service.search(a, await booking_service.parse_form(form(), LONDON))
+    first = await booking_service.search(a, await booking_service.parse_form(form(), make_actor()))
     second = await booking_service.search(
-        b, await booking_service.parse_form(form(start="10:30", duration="15"), LONDON)
+        b, await booking_service.parse_form(form(start="10:30", duration="15"), make_actor())
     )
     room_id = first.offers[0].room.id
     await booking_service.book(a, first.attempt_id, room_id)
@@ -311,7 +318,9 @@ async def test_book_refuses_an_overlapping_slot_of_the_same_room(
 
 async def test_book_refuses_rooms_that_need_approval(booking_service: BookingService) -> None:
     actor = make_actor()
-    result = await booking_service.search(actor, await booking_service.parse_form(form(), LONDON))
+    result = await booking_service.search(
+        actor, await booking_service.parse_form(form(), make_actor())
+    )
 
     with pytest.raises(RoomNeedsApproval):
         await booking_service.book(actor, result.attempt_id, "hh-atrium")
@@ -321,7 +330,7 @@ async def test_book_refuses_another_users_attempt_and_unknown_rooms(
     booking_service: BookingService,
 ) -> None:
     result = await booking_service.search(
-        make_actor("user-a"), await booking_service.parse_form(form(), LONDON)
+        make_actor("user-a"), await booking_service.parse_form(form(), make_actor())
     )
 
     with pytest.raises(NotFound):
@@ -339,7 +348,7 @@ async def test_book_refuses_a_room_too_small_for_the_search(
 ) -> None:
     actor = make_actor()
     result = await booking_service.search(
-        actor, await booking_service.parse_form(form(attendees="6"), LONDON)
+        actor, await booking_service.parse_form(form(attendees="6"), make_actor())
     )
 
     with pytest.raises(MalformedAction):
@@ -350,10 +359,12 @@ async def test_book_refuses_a_slot_that_has_started_but_repeats_a_done_booking(
     booking_service: BookingService, clock: FakeClock
 ) -> None:
     actor = make_actor()
-    result = await booking_service.search(actor, await booking_service.parse_form(form(), LONDON))
+    result = await booking_service.search(
+        actor, await booking_service.parse_form(form(), make_actor())
+    )
     done, _ = await booking_service.book(actor, result.attempt_id, "hh-compass")
     stale = await booking_service.search(
-        actor, await booking_service.parse_form(form(start="12:00"), LONDON)
+        actor, await booking_service.parse_form(form(start="12:00"), make_actor())
     )
     clock.now = utc(12, 30)
 
@@ -369,10 +380,10 @@ async def test_upcoming_lists_only_the_users_future_bookings(
     a, b = make_actor("user-a"), make_actor("user-b")
     for start in ("15:00", "09:00"):
         found = await booking_service.search(
-            a, await booking_service.parse_form(form(start=start), LONDON)
+            a, await booking_service.parse_form(form(start=start), make_actor())
         )
         await booking_service.book(a, found.attempt_id, found.offers[0].room.id)
-    found = await booking_service.search(b, await booking_service.parse_form(form(), LONDON))
+    found = await booking_service.search(b, await booking_service.parse_form(form(), make_actor()))
     await booking_service.book(b, found.attempt_id, found.offers[0].room.id)
 
     clock.now = utc(9, 30)
@@ -388,12 +399,12 @@ async def test_cancel_frees_the_slot_once_and_keeps_the_comment(
     booking_service: BookingService,
 ) -> None:
     a, b = make_actor("user-a"), make_actor("user-b")
-    found = await booking_service.search(a, await booking_service.parse_form(form(), LONDON))
+    found = await booking_service.search(a, await booking_service.parse_form(form(), make_actor()))
     booking, _ = await booking_service.book(a, found.attempt_id, "hh-compass")
 
     cancelled, changed = await booking_service.cancel(a, booking.id, "  plans changed  ")
     again, changed_again = await booking_service.cancel(a, booking.id, None)
-    retry = await booking_service.search(b, await booking_service.parse_form(form(), LONDON))
+    retry = await booking_service.search(b, await booking_service.parse_form(form(), make_actor()))
     rebooked, created = await booking_service.book(b, retry.attempt_id, "hh-compass")
 
     assert (changed, changed_again) == (True, False)
@@ -406,7 +417,7 @@ async def test_cancel_is_refused_for_other_users_and_long_comments(
     booking_service: BookingService,
 ) -> None:
     a = make_actor("user-a")
-    found = await booking_service.search(a, await booking_service.parse_form(form(), LONDON))
+    found = await booking_service.search(a, await booking_service.parse_form(form(), make_actor()))
     booking, _ = await booking_service.book(a, found.attempt_id, "hh-compass")
 
     with pytest.raises(NotFound):
@@ -424,7 +435,9 @@ async def test_change_search_reopens_the_form_as_the_user_filled_it(
         start="09:15", duration="90", attendees="6", building="Riverside", floor="2",
         equipment="display,video", subject="Roadmap", online="false",
     )  # fmt: skip
-    result = await booking_service.search(actor, await booking_service.parse_form(inputs, NEW_YORK))
+    result = await booking_service.search(
+        actor, await booking_service.parse_form(inputs, make_actor(zone=NEW_YORK))
+    )
 
     values = await booking_service.form_of_search(actor, result.attempt_id)
 
@@ -443,7 +456,7 @@ async def test_change_search_keeps_an_unlisted_length_as_an_end_time(
     booking_service: BookingService,
 ) -> None:
     actor = make_actor()
-    query = await booking_service.parse_form(form(start="10:00", end="10:50"), LONDON)
+    query = await booking_service.parse_form(form(start="10:00", end="10:50"), make_actor())
     result = await booking_service.search(actor, query)
 
     values = await booking_service.form_of_search(actor, result.attempt_id)

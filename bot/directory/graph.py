@@ -1,0 +1,130 @@
+"""The Microsoft 365 room directory: rooms, free/busy and events through Microsoft Graph.
+
+Everything runs with the signed-in user's own delegated rights. The room list is shared by
+all users and cached; free/busy and events are always read live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from bot.directory import CalendarHold, Interval
+from bot.graph import GraphClient, GraphNotFound
+from bot.identity.user_tokens import UserTokens
+from bot.models import Actor, Room
+from bot.storage.tables import Booking
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_INTERVAL_MINUTES = 15
+
+
+class GraphDirectory:
+    """Rooms from `/places`, availability from getSchedule, bookings as the user's events."""
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        tokens: UserTokens,
+        *,
+        cache_seconds: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._graph = graph
+        self._tokens = tokens
+        self._ttl = timedelta(seconds=cache_seconds)
+        self._clock = clock
+        self._rooms: list[Room] | None = None
+        self._loaded_at: datetime | None = None
+        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
+
+    @property
+    def supports_online_meetings(self) -> bool:
+        return True
+
+    async def list_rooms(self, actor: Actor) -> Sequence[Room]:
+        """The cached room list; a stale one is served while a refresh runs in the background."""
+        if self._rooms is None:
+            async with self._lock:
+                if self._rooms is None:
+                    await self._load(await self._tokens.graph_token(actor))
+        elif self._stale() and (self._refresh is None or self._refresh.done()):
+            token = await self._tokens.graph_token(actor)
+            self._refresh = asyncio.create_task(self._refresh_in_background(token))
+        assert self._rooms is not None
+        return self._rooms
+
+    def _stale(self) -> bool:
+        return self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl
+
+    async def _load(self, token: str) -> None:
+        rooms = await self._graph.list_rooms(token)
+        self._rooms = sorted(rooms, key=lambda room: (room.building, room.floor, room.name))
+        self._loaded_at = self._clock()
+        logger.info("room directory loaded from Graph: %d rooms", len(rooms))
+
+    async def _refresh_in_background(self, token: str) -> None:
+        try:
+            async with self._lock:
+                await self._load(token)
+        except Exception as error:  # keep serving the old list; the next request retries
+            logger.warning("room directory refresh failed: %s", type(error).__name__)
+
+    async def busy_times(
+        self, rooms: Sequence[Room], start: datetime, end: datetime, actor: Actor
+    ) -> Mapping[str, Sequence[Interval]]:
+        if not rooms:
+            return {}
+        token = await self._tokens.graph_token(actor)
+        by_email = await self._graph.get_schedules(
+            token,
+            [room.email for room in rooms],
+            start,
+            end,
+            interval_minutes=SCHEDULE_INTERVAL_MINUTES,
+        )
+        return {room.id: by_email.get(room.email, []) for room in rooms}
+
+    async def hold(self, actor: Actor, booking: Booking, room: Room) -> CalendarHold:
+        """An event in the user's calendar with the room invited; the attempt id makes a
+        retried creation return the same event."""
+        token = await self._tokens.graph_token(actor)
+        event = await self._graph.create_booking_event(
+            token,
+            room=room,
+            subject=booking.subject,
+            body_html=_event_body(booking, room),
+            start=booking.start_at,
+            end=booking.end_at,
+            online_meeting=booking.online_meeting,
+            transaction_id=booking.attempt_id,
+            time_zone="UTC",
+        )
+        response = event.room_responses.get(room.email.lower())
+        return CalendarHold(
+            event_id=event.id,
+            join_url=event.join_url,
+            room_response=str(response) if response is not None else "none",
+        )
+
+    async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
+        if booking.event_id is None:
+            return
+        token = await self._tokens.graph_token(actor)
+        try:
+            await self._graph.cancel_event(token, booking.event_id, comment or "")
+        except GraphNotFound:
+            logger.info("event of booking %s was already gone", booking.id)
+
+
+def _event_body(booking: Booking, room: Room) -> str:
+    return (
+        f"<p>Booked with Frontdesk: {html.escape(room.name)}, "
+        f"{html.escape(room.location)}, for {booking.attendees} "
+        f"{'person' if booking.attendees == 1 else 'people'}.</p>"
+    )
