@@ -106,7 +106,8 @@ def build_components(
         clock=clock,
     )
     bot = FrontdeskBot(
-        actions=CardActions(booking),
+        actions=CardActions(booking, user_tokens=user_tokens),
+        user_tokens=user_tokens,
         users=users,
         welcome=WelcomeGuard(conversations, clock),
         allowed_tenants=frozenset(settings.allowed_tenants),
@@ -150,6 +151,7 @@ def _user_tokens(
         BotTokenService(http, base_url=settings.bot_oauth_url, app_token=bot_framework_token),
         connection_name=settings.oauth_connection_name,
         app_identity=app_identity,
+        app_id=settings.microsoft_app_id,
     )
 
 

@@ -22,6 +22,15 @@ from bot.errors import (
     RoomNeedsApproval,
     RoomTaken,
 )
+from bot.graph import (
+    GraphAuthError,
+    GraphError,
+    GraphThrottled,
+    GraphTimeout,
+    GraphUnavailable,
+)
+from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError, SignInRequired
+from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
 from bot.storage.tables import BookingStatus
 from cards.booking import (
@@ -63,8 +72,9 @@ def _room_id(data: Mapping[str, Any]) -> str:
 class CardActions:
     """The verb table and its handlers."""
 
-    def __init__(self, booking: BookingService) -> None:
+    def __init__(self, booking: BookingService, *, user_tokens: UserTokens | None = None) -> None:
         self._booking = booking
+        self._user_tokens = user_tokens
         self._table: dict[Verb, Handler] = {
             Verb.HELP: self.help,
             Verb.BOOKING_START: self.start,
@@ -74,6 +84,7 @@ class CardActions:
             Verb.BOOKING_SHOW: self.show,
             Verb.BOOKING_CANCEL: self.cancel,
             Verb.BOOKING_CANCEL_CONFIRM: self.cancel_confirm,
+            Verb.ACCOUNT_SIGN_OUT: self.sign_out,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -87,10 +98,15 @@ class CardActions:
             raise MalformedAction(f"unknown verb {verb[:64]!r}") from None
         try:
             return await self._table[known](actor, data)
-        except MalformedAction:
-            raise
+        except (MalformedAction, SignInRequired):
+            raise  # the Teams edge answers these (400, or a sign-in request)
         except FrontdeskError as error:
             return _error_card(error)
+        except GraphError as error:
+            logger.warning(
+                "Graph failed for verb=%s: status=%s code=%s", known, error.status, error.code
+            )
+            return _graph_error_card(error)
 
     async def command(self, verb: Verb, actor: Actor, *, shared_chat: bool) -> Card:
         """A typed command. In a group chat or channel a reply is seen by everyone, so a
@@ -103,6 +119,20 @@ class CardActions:
                 actions=[action(button, verb)],
             )
         return await self.run(verb, {}, actor)
+
+    async def sign_out(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        if self._user_tokens is None:
+            return message_card(
+                "Nothing to sign out of",
+                "Frontdesk uses its own room directory here and never signed you in.",
+                actions=[action("Book a room", Verb.BOOKING_START)],
+            )
+        await self._user_tokens.sign_out(actor)
+        return message_card(
+            "Signed out",
+            "You are signed out of Microsoft 365. Frontdesk asks you to sign in next time.",
+            actions=[action("Book a room", Verb.BOOKING_START)],
+        )
 
     async def help(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         return help_card()
@@ -204,6 +234,21 @@ class CardActions:
         )
 
 
+def _graph_error_card(error: GraphError) -> Card:
+    if isinstance(error, GraphAuthError):
+        text = (
+            "Microsoft 365 refused the request: Frontdesk may lack a permission your admin has "
+            "to grant. Try again, or ask your admin to check Frontdesk's permissions."
+        )
+    elif isinstance(error, GraphThrottled | GraphTimeout | GraphUnavailable):
+        text = "Microsoft 365 is busy right now. Nothing was changed; try again in a minute."
+    else:
+        text = "Microsoft 365 could not do that. Nothing was changed; try again."
+    return message_card(
+        "Microsoft 365 did not answer", text, actions=[action("Try again", Verb.BOOKING_START)]
+    )
+
+
 def _error_card(error: FrontdeskError) -> Card:
     if isinstance(error, RoomNeedsApproval):
         return message_card(
@@ -221,6 +266,22 @@ def _error_card(error: FrontdeskError) -> Card:
                 action("My bookings", Verb.BOOKING_LIST),
                 action("Book a room", Verb.BOOKING_START),
             ],
+        )
+    if isinstance(error, ConsentRequired):
+        return message_card(
+            "Permission needed",
+            "Frontdesk needs your organization's consent to use Microsoft 365 for you. "
+            f"Ask your admin to grant it: [admin consent]({error.admin_consent_url}).",
+        )
+    if isinstance(error, AssertionExpired):
+        return message_card(
+            "Please sign in again",
+            "Your Microsoft 365 sign-in has expired. Type **sign out**, then try again.",
+        )
+    if isinstance(error, IdentityError):
+        return message_card(
+            "Sign-in problem",
+            "Frontdesk could not get your Microsoft 365 sign-in. Try again in a minute.",
         )
     if isinstance(error, NotAllowed):
         return message_card("Not allowed", str(error) or "You cannot do that.")

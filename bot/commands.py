@@ -21,6 +21,7 @@ class Verb(StrEnum):
     BOOKING_SHOW = "booking.show"
     BOOKING_CANCEL = "booking.cancel"
     BOOKING_CANCEL_CONFIRM = "booking.cancelConfirm"
+    ACCOUNT_SIGN_OUT = "account.signOut"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Command:
     verb: Verb
     title: str
     description: str
+    on_cards: bool = True
+    """Whether welcome and help cards show a button for it."""
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -47,10 +50,18 @@ COMMANDS: tuple[Command, ...] = (
         description="See your upcoming bookings and cancel one.",
     ),
     Command(
+        phrases=("sign out", "signout", "log out", "logout"),
+        verb=Verb.ACCOUNT_SIGN_OUT,
+        title="Sign out",
+        description="Sign out of Microsoft 365 (when Frontdesk uses your calendar).",
+        on_cards=False,
+    ),
+    Command(
         phrases=("help", "?", "hi", "hello", "start"),
         verb=Verb.HELP,
         title="Help",
         description="What Frontdesk can do for you.",
+        on_cards=False,
     ),
 )
 

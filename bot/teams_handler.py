@@ -17,25 +17,33 @@ from botbuilder.core import (
     TurnContext,
 )
 from botbuilder.schema import (
+    ActionTypes,
     Activity,
     ActivityTypes,
     AdaptiveCardInvokeResponse,
+    CardAction,
     ChannelAccount,
+    OAuthCard,
+    TokenExchangeInvokeResponse,
 )
 
 from bot.actions import CardActions
 from bot.commands import match_command
 from bot.errors import MalformedAction
+from bot.identity.errors import SignInRequired
+from bot.identity.token_service import SignInResource
+from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
 from bot.users import UserService, WelcomeGuard
 from cards.common import Card
-from cards.help import help_card, welcome_card
+from cards.help import help_card, signed_in_card, welcome_card
 
 logger = logging.getLogger(__name__)
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 ERROR_TYPE = "application/vnd.microsoft.error"
 MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
+LOGIN_TYPE = "application/vnd.microsoft.activity.loginRequest"
 MAX_TEXT = 2_000
 UNKNOWN_TENANT = "unknown"
 
@@ -108,8 +116,10 @@ class FrontdeskBot(ActivityHandler):
         users: UserService,
         welcome: WelcomeGuard,
         allowed_tenants: frozenset[str] = frozenset(),
+        user_tokens: UserTokens | None = None,
     ) -> None:
         super().__init__()
+        self._user_tokens = user_tokens
         self._actions = actions
         self._users = users
         self._welcome = welcome
@@ -173,10 +183,50 @@ class FrontdeskBot(ActivityHandler):
         if command is None:
             card = await self._actions.not_understood(text.strip()) if text.strip() else help_card()
         else:
-            card = await self._actions.command(
-                command.verb, actor, shared_chat=not _is_personal(activity)
-            )
+            try:
+                card = await self._actions.command(
+                    command.verb, actor, shared_chat=not _is_personal(activity)
+                )
+            except SignInRequired:
+                await turn_context.send_activity(await self._sign_in_card(turn_context, actor))
+                return
         await turn_context.send_activity(card_message(card))
+
+    async def _sign_in_resource(self, turn_context: TurnContext, actor: Actor) -> SignInResource:
+        assert self._user_tokens is not None
+        reference = TurnContext.get_conversation_reference(turn_context.activity).serialize()
+        return await self._user_tokens.sign_in_resource(actor, reference)
+
+    async def _sign_in_card(self, turn_context: TurnContext, actor: Actor) -> Activity:
+        """An OAuth card: Teams tries single sign-on with it first, else shows the button."""
+        assert self._user_tokens is not None
+        resource = await self._sign_in_resource(turn_context, actor)
+        card = OAuthCard(
+            text="Sign in to Microsoft 365 so Frontdesk can book rooms in your calendar.",
+            connection_name=self._user_tokens.connection_name,
+            buttons=[
+                CardAction(type=ActionTypes.signin, title="Sign in", value=resource.sign_in_link)
+            ],
+            token_exchange_resource=_exchange_resource(resource),
+        )
+        return MessageFactory.attachment(CardFactory.oauth_card(card))
+
+    async def _login_request(self, turn_context: TurnContext, actor: Actor) -> InvokeResponse:
+        """Universal Actions' answer to a click that needs a sign-in (statusCode 401)."""
+        assert self._user_tokens is not None
+        resource = await self._sign_in_resource(turn_context, actor)
+        value: dict[str, Any] = {
+            "text": "Sign in to Microsoft 365 to continue.",
+            "connectionName": self._user_tokens.connection_name,
+            "buttons": [{"type": "signin", "title": "Sign in", "value": resource.sign_in_link}],
+        }
+        exchange = _exchange_resource(resource)
+        if exchange is not None:
+            value["tokenExchangeResource"] = exchange
+        return InvokeResponse(
+            status=200,
+            body=AdaptiveCardInvokeResponse(status_code=401, type=LOGIN_TYPE, value=value),
+        )
 
     async def on_members_added_activity(
         self, members_added: list[ChannelAccount], turn_context: TurnContext
@@ -205,6 +255,8 @@ class FrontdeskBot(ActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:
         activity = turn_context.activity
+        if activity.name in ("signin/tokenExchange", "signin/verifyState"):
+            return await self._sign_in_invoke(turn_context)
         if activity.name != "adaptiveCard/action":
             return await super().on_invoke_activity(turn_context)
         parsed = _parse_action(activity.value)
@@ -212,12 +264,72 @@ class FrontdeskBot(ActivityHandler):
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
         verb, data = parsed
         actor = await self._actor(turn_context)
+        if self._user_tokens is not None and not await self._finish_sign_in(actor, activity.value):
+            return await self._login_request(turn_context, actor)
         try:
             card = await self._actions.run(verb, data, actor)
         except MalformedAction as error:
             logger.info("malformed card action verb=%s: %s", verb[:64], error)
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
+        except SignInRequired:
+            return await self._login_request(turn_context, actor)
         return card_invoke_response(card)
+
+    async def _finish_sign_in(self, actor: Actor, value: Any) -> bool:
+        """After a loginRequest Teams sends the click again with the SSO token
+        (`authentication`) or the sign-in page's code (`state`): redeem it. False when that
+        failed and the user must sign in again."""
+        assert self._user_tokens is not None
+        if not isinstance(value, dict):
+            return True
+        authentication = value.get("authentication")
+        if isinstance(authentication, dict) and isinstance(authentication.get("token"), str):
+            return await self._user_tokens.exchange(actor, authentication["token"])
+        state = value.get("state")
+        if isinstance(state, str) and state:
+            return await self._user_tokens.redeem_code(actor, state[:64])
+        return True
+
+    async def _sign_in_invoke(self, turn_context: TurnContext) -> InvokeResponse:
+        """The OAuth card's single sign-on (`signin/tokenExchange`) and magic code
+        (`signin/verifyState`) invokes."""
+        activity = turn_context.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        if self._user_tokens is None:
+            return InvokeResponse(status=404)
+        actor = await self._actor(turn_context)
+        if activity.name == "signin/tokenExchange":
+            token = value.get("token")
+            ok = isinstance(token, str) and await self._user_tokens.exchange(actor, token)
+            body = TokenExchangeInvokeResponse(
+                id=str(value.get("id", "")),
+                connection_name=self._user_tokens.connection_name,
+                failure_detail=None if ok else "The token could not be exchanged.",
+            )
+            if not ok:
+                # 412 tells Teams to fall back to the sign-in button.
+                return InvokeResponse(status=412, body=body)
+            await turn_context.send_activity(card_message(signed_in_card()))
+            return InvokeResponse(status=200, body=body)
+        code = value.get("state")
+        if isinstance(code, str) and await self._user_tokens.redeem_code(actor, code[:64]):
+            await turn_context.send_activity(card_message(signed_in_card()))
+            return InvokeResponse(status=200)
+        await turn_context.send_activity(await self._sign_in_card(turn_context, actor))
+        return InvokeResponse(status=200)
+
+
+def _exchange_resource(resource: SignInResource) -> dict[str, Any] | None:
+    """The token exchange resource as Teams reads it in an OAuth card or a loginRequest."""
+    if not resource.token_exchange_id or not resource.token_exchange_uri:
+        return None
+    exchange: dict[str, Any] = {
+        "id": resource.token_exchange_id,
+        "uri": resource.token_exchange_uri,
+    }
+    if resource.token_exchange_provider_id:
+        exchange["providerId"] = resource.token_exchange_provider_id
+    return exchange
 
 
 def _is_personal(activity: Activity) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from microsoft_teams.cards import CardElement, Fact, FactSet, TextBlock
 
-from bot.commands import COMMANDS
-from cards.common import APP_NAME, Card, action, heading, notice, render
+from bot.commands import COMMANDS, Verb
+from cards.common import APP_NAME, Card, action, heading, message_card, notice, render
 
 _INTRO = f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
 
 
 def _command_actions() -> list:  # type: ignore[type-arg]
-    return [action(command.title, command.verb) for command in COMMANDS if command.title != "Help"]
+    return [action(command.title, command.verb) for command in COMMANDS if command.on_cards]
 
 
 def welcome_card(*, user_name: str | None = None) -> Card:
@@ -50,3 +50,15 @@ def help_card(*, not_understood: str | None = None) -> Card:
         )
     )
     return render(body, actions=_command_actions(), fallback_text=f"{APP_NAME} help: {_INTRO}")
+
+
+def signed_in_card() -> Card:
+    """After a sign-in from an OAuth card."""
+    return message_card(
+        "Signed in",
+        "You are signed in to Microsoft 365. What would you like to do?",
+        actions=[
+            action("Book a room", Verb.BOOKING_START),
+            action("My bookings", Verb.BOOKING_LIST),
+        ],
+    )

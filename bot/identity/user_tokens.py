@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.msal_tokens import AppIdentity
-from bot.identity.token_service import BotTokenService
+from bot.identity.token_service import BotTokenService, SignInResource, token_exchange_state
 from bot.models import Actor
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,10 @@ class UserTokens:
         *,
         connection_name: str,
         app_identity: AppIdentity | None,
+        app_id: str = "",
         graph_scopes: tuple[str, ...] = GRAPH_SCOPES,
     ) -> None:
+        self._app_id = app_id
         self._service = token_service
         self._connection = connection_name
         self._app = app_identity
@@ -81,3 +84,36 @@ class UserTokens:
         return await self._app.on_behalf_of(
             f"{actor.tenant_id}:{actor.user_id}", user_token.token, list(self._scopes)
         )
+
+    def _who(self, actor: Actor) -> dict[str, str]:
+        return {
+            "user_id": actor.channel_user_id or actor.user_id,
+            "connection_name": self._connection,
+            "channel_id": actor.channel_id,
+        }
+
+    async def sign_in_resource(
+        self, actor: Actor, conversation_reference: Mapping[str, Any]
+    ) -> SignInResource:
+        """The sign-in link and token-exchange resource for a sign-in card or loginRequest."""
+        state = token_exchange_state(
+            connection_name=self._connection,
+            app_id=self._app_id,
+            conversation=conversation_reference,
+        )
+        return await self._service.get_sign_in_resource(
+            connection_name=self._connection, state=state
+        )
+
+    async def exchange(self, actor: Actor, sso_token: str) -> bool:
+        """Trade the Teams SSO token for a token of the connection (False: show a sign-in card)."""
+        token = await self._service.exchange_token(sso_token=sso_token, **self._who(actor))
+        return token is not None
+
+    async def redeem_code(self, actor: Actor, magic_code: str) -> bool:
+        """Finish a sign-in with the code the sign-in page gave back."""
+        token = await self._service.get_user_token(magic_code=magic_code, **self._who(actor))
+        return token is not None
+
+    async def sign_out(self, actor: Actor) -> None:
+        await self._service.sign_out(**self._who(actor))

@@ -5,12 +5,13 @@ the v1.0 metadata."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from bot.commands import Verb
 from tests.bot.conftest import Frontdesk, book_actions
-from tests.support.activities import MEGAN
+from tests.support.activities import MEGAN, make_card_action, make_message
 from tests.support.cardquery import action_titled, execute_actions, inputs, text_of
 from tests.support.fake_graph import FakeGraph, FakeTenant
 from tests.support.fake_token_service import FakeTokenService
@@ -27,7 +28,10 @@ SLOT = {"date": "2026-11-23", "start": "10:00", "duration": "30", "attendees": "
 async def tenant() -> AsyncIterator[tuple[FakeGraph, FakeTokenService]]:
     require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
     async with FakeGraph(FakeTenant.demo()) as graph, FakeTokenService() as tokens:
-        tokens.add_connection(CONNECTION)
+        tokens.add_connection(
+            CONNECTION,
+            token_exchange_uri="api://frontdesk.contoso.example/botid-00000000-0000-0000-0000-000000000001",
+        )
         graph.room_response_delay = None  # rooms answer when the test says so
         yield graph, tokens
         graph.assert_contract()
@@ -103,3 +107,128 @@ async def test_a_room_busy_in_outlook_is_not_offered(
     again = await frontdesk.search(SLOT)
 
     assert first_room not in {action["data"]["room"] for action in book_actions(again)}
+
+
+# --- signing in -------------------------------------------------------------------------------
+
+OAUTH_CARD = "application/vnd.microsoft.card.oauth"
+LOGIN_REQUEST = "application/vnd.microsoft.activity.loginRequest"
+
+
+async def test_a_command_before_sign_in_gets_an_oauth_card(frontdesk: Frontdesk) -> None:
+    before = len(frontdesk.connector.sent)
+
+    status, _ = await frontdesk.post(make_message("book", service_url=frontdesk.service_url))
+
+    assert status == 201
+    [sent] = frontdesk.connector.sent[before:]
+    [attachment] = sent.json["attachments"]
+    assert attachment["contentType"] == OAUTH_CARD
+    card = attachment["content"]
+    assert card["connectionName"] == CONNECTION
+    assert card["buttons"][0]["type"] == "signin"
+    assert card["buttons"][0]["value"].startswith("http")
+    assert card["tokenExchangeResource"]["id"]
+
+
+async def test_a_click_before_sign_in_asks_teams_for_a_login_then_resumes(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.allow_exchange(CONNECTION, "sso-from-teams", yields="token-megan")
+
+    status, body = await frontdesk.invoke(Verb.BOOKING_START.value, {})
+
+    assert status == 200
+    assert (body["statusCode"], body["type"]) == (401, LOGIN_REQUEST)
+    assert body["value"]["connectionName"] == CONNECTION
+    assert body["value"]["buttons"][0]["type"] == "signin"
+    assert body["value"]["tokenExchangeResource"]["uri"]
+    # Teams signs the user in silently and sends the same click with the token.
+    resumed = make_card_action(
+        Verb.BOOKING_START.value,
+        {},
+        service_url=frontdesk.service_url,
+        value={
+            "action": {"type": "Action.Execute", "verb": Verb.BOOKING_START.value, "data": {}},
+            "trigger": "manual",
+            "authentication": {"id": "x", "connectionName": CONNECTION, "token": "sso-from-teams"},
+        },
+    )
+    status, body = await frontdesk.post(resumed)
+    assert (status, body["statusCode"]) == (200, 200)
+    assert "date" in inputs(body["value"])
+
+
+async def test_a_click_resumes_with_the_sign_in_pages_code(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", "token-megan")
+    action = {"type": "Action.Execute", "verb": Verb.BOOKING_LIST.value, "data": {}}
+
+    status, body = await frontdesk.post(
+        make_card_action(
+            Verb.BOOKING_LIST.value,
+            {},
+            service_url=frontdesk.service_url,
+            value={"action": action, "trigger": "manual", "state": "123456"},
+        )
+    )
+
+    assert (status, body["statusCode"]) == (200, 200)
+    assert "no upcoming bookings" in text_of(body["value"])
+
+
+async def test_sso_token_exchange_invoke(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.allow_exchange(CONNECTION, "good-sso", yields="token-megan")
+
+    def exchange(token: str) -> dict[str, Any]:
+        activity = make_card_action("x", {}, service_url=frontdesk.service_url)
+        activity["name"] = "signin/tokenExchange"
+        activity["value"] = {"id": "exchange-1", "connectionName": CONNECTION, "token": token}
+        return activity
+
+    refused, body = await frontdesk.post(exchange("bad-sso"))
+    accepted, _ = await frontdesk.post(exchange("good-sso"))
+
+    assert refused == 412  # Teams falls back to the sign-in button
+    assert body["connectionName"] == CONNECTION and body["failureDetail"]
+    assert accepted == 200
+    assert "Signed in" in text_of(frontdesk.connector.cards()[-1])
+    form = await frontdesk.say("book")
+    assert "date" in inputs(form)
+
+
+async def test_sign_out_forgets_the_token(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+
+    card = await frontdesk.say("sign out")
+    before = len(frontdesk.connector.sent)
+    await frontdesk.post(make_message("book", service_url=frontdesk.service_url))
+
+    assert text_of(card).startswith("Signed out")
+    assert not [k for k in tokens.tokens if k[0] == MEGAN.id]
+    [sent] = frontdesk.connector.sent[before:]
+    assert sent.json["attachments"][0]["contentType"] == OAUTH_CARD
+
+
+async def test_graph_throttling_past_the_limit_is_explained_and_books_nothing(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search(SLOT)
+    graph.throttle("/me/events", times=10, retry_after=120)
+
+    card = await frontdesk.press(book_actions(results)[0])
+
+    assert "Microsoft 365" in text_of(card) and "busy" in text_of(card)
+    assert frontdesk.bookings() == []
+    assert graph.calendar(megan_mailbox(graph)) == []

@@ -137,7 +137,7 @@ async def test_install_in_personal_chat_welcomes_once_and_stores_the_reference(
     assert len(cards) == 1
     assert headline(cards[0]).startswith("Welcome")
     assert {a["verb"] for a in execute_actions(cards[0])} == {
-        c.verb.value for c in COMMANDS if c.verb is not Verb.HELP
+        c.verb.value for c in COMMANDS if c.on_cards
     }
     [sent] = frontdesk.connector.sent
     assert sent.conversation_id == personal_chat(MEGAN).id
@@ -249,12 +249,21 @@ async def test_help_lists_every_command_with_a_button_that_works(frontdesk: Fron
     assert "didn't understand" not in text_of(card)
     for command in COMMANDS:
         assert facts(card)[command.phrases[0]] == command.description
-        if command.verb is Verb.HELP:
-            continue  # the help card itself
+        if not command.on_cards:
+            continue  # help itself, and sign out (typed only)
         button = action_titled(card, command.title)
         assert button["verb"] == command.verb.value
     assert headline(await frontdesk.press(action_titled(card, "Book a room"))) == "Book a room"
     assert headline(await frontdesk.press(action_titled(card, "My bookings"))) == "My bookings"
+    assert "Sign out" not in [a["title"] for a in execute_actions(card)]
+
+
+async def test_sign_out_in_local_mode_says_there_is_nothing_to_sign_out(
+    frontdesk: Frontdesk,
+) -> None:
+    card = await frontdesk.say("Sign out")
+
+    assert headline(card) == "Nothing to sign out of"
 
 
 # --- time zones -----------------------------------------------------------------------------
