@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.directory import Interval, RoomDirectory
+from bot.directory import CalendarHold, Interval, RoomDirectory
 from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval
 from bot.models import Actor, Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
 from bot.storage.repository import BookingRepository
@@ -423,13 +423,14 @@ class BookingService:
         except BaseException:
             await self._bookings.delete(booking.id)
             raise
-        if hold.event_id is None and hold.join_url is None and hold.room_response is None:
+        if hold == CalendarHold():
             return booking
         return await self._bookings.attach_hold(
             booking.id,
             event_id=hold.event_id,
             join_url=hold.join_url,
             room_response=hold.room_response,
+            join_url_repaired=hold.join_url_repaired,
         )
 
     async def _room(self, actor: Actor, room_id: str) -> Room:

@@ -342,10 +342,21 @@ def _meeting_line(booking: Booking, *, online_meetings_available: bool) -> TextB
     if not booking.online_meeting:
         return None
     if booking.join_url:
-        return TextBlock(text=f"[Join the Teams meeting]({booking.join_url})", wrap=True)
+        text = f"[Join the Teams meeting]({booking.join_url})"
+        if booking.join_url_repaired:
+            text += (
+                "  \nOutlook gave this meeting no Teams link, so Frontdesk created one and "
+                "added it to the invitation."
+            )
+        return TextBlock(text=text, wrap=True)
     if not online_meetings_available:
         return TextBlock(text=NO_ONLINE_MEETINGS, wrap=True, is_subtle=True)
-    return TextBlock(text="The Teams meeting link is on its way.", wrap=True, is_subtle=True)
+    return TextBlock(
+        text="Outlook gave this meeting no Teams link and Frontdesk could not add one. "
+        "Add a Teams meeting to it in Outlook.",
+        wrap=True,
+        color="Warning",
+    )
 
 
 def confirmation_card(

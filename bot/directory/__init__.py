@@ -20,6 +20,8 @@ class CalendarHold:
     event_id: str | None = None
     join_url: str | None = None
     room_response: str | None = None
+    join_url_repaired: bool = False
+    """The calendar gave no Teams link and the directory added one itself."""
 
 
 class RoomDirectory(Protocol):

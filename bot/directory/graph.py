@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bot.directory import CalendarHold, Interval
-from bot.graph import GraphClient, GraphNotFound
+from bot.graph import GraphClient, GraphError, GraphNotFound
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor, Room
 from bot.storage.tables import Booking
@@ -106,11 +106,39 @@ class GraphDirectory:
             time_zone="UTC",
         )
         response = event.room_responses.get(room.email.lower())
+        join_url = event.join_url
+        repaired = False
+        if booking.online_meeting and not join_url:
+            join_url = await self._repair_join_link(token, event.id, booking, room)
+            repaired = join_url is not None
         return CalendarHold(
             event_id=event.id,
-            join_url=event.join_url,
+            join_url=join_url,
             room_response=str(response) if response is not None else "none",
+            join_url_repaired=repaired,
         )
+
+    async def _repair_join_link(
+        self, token: str, event_id: str, booking: Booking, room: Room
+    ) -> str | None:
+        """Some tenants return events without a Teams link: ask again, else create a meeting
+        and put its link in the invitation. None when neither worked (the card says so)."""
+        try:
+            event = await self._graph.enable_online_meeting(token, event_id)
+            if event.join_url:
+                return event.join_url
+            meeting = await self._graph.create_online_meeting(
+                token, subject=booking.subject, start=booking.start_at, end=booking.end_at
+            )
+            await self._graph.add_join_link(
+                token, event_id, join_url=meeting.join_url, body_html=_event_body(booking, room)
+            )
+            return meeting.join_url
+        except GraphError as error:
+            logger.warning(
+                "could not add a Teams link to booking %s: %s", booking.id, type(error).__name__
+            )
+            return None
 
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
         if booking.event_id is None:

@@ -154,21 +154,20 @@ class BookingRepository:
         event_id: str | None,
         join_url: str | None,
         room_response: str | None,
+        join_url_repaired: bool = False,
     ) -> Booking:
         """Record the calendar event made for a booking."""
-        return await asyncio.to_thread(
-            self._attach_hold, booking_id, event_id, join_url, room_response
-        )
+        values = {
+            "event_id": event_id,
+            "join_url": join_url,
+            "room_response": room_response,
+            "join_url_repaired": join_url_repaired,
+        }
+        return await asyncio.to_thread(self._attach_hold, booking_id, values)
 
-    def _attach_hold(
-        self, booking_id: str, event_id: str | None, join_url: str | None, room_response: str | None
-    ) -> Booking:
+    def _attach_hold(self, booking_id: str, values: dict[str, Any]) -> Booking:
         with read_session(self._engine) as session:
-            session.execute(
-                update(Booking)
-                .where(col(Booking.id) == booking_id)
-                .values(event_id=event_id, join_url=join_url, room_response=room_response)
-            )
+            session.execute(update(Booking).where(col(Booking.id) == booking_id).values(**values))
             session.commit()
             booking = session.get(Booking, booking_id)
             assert booking is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Enum, Index, Text
+from sqlalchemy import Column, Enum, Index, Text, false
 from sqlmodel import Field, SQLModel
 
 from bot.storage.db import UTCDateTime
@@ -47,6 +47,7 @@ class Booking(SQLModel, table=True):
     # Graph directory: the event in the user's calendar and the room's answer to it.
     event_id: str | None = Field(default=None, max_length=512)
     room_response: str | None = Field(default=None, max_length=32)
+    join_url_repaired: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     time_zone: str = Field(max_length=64)
     # Stored by value ('confirmed'): the PostgreSQL overlap constraint filters on it.
     status: BookingStatus = Field(

@@ -232,3 +232,42 @@ async def test_graph_throttling_past_the_limit_is_explained_and_books_nothing(
     assert "Microsoft 365" in text_of(card) and "busy" in text_of(card)
     assert frontdesk.bookings() == []
     assert graph.calendar(megan_mailbox(graph)) == []
+
+
+async def test_a_throttled_booking_waits_and_books_exactly_once(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search(SLOT)
+    graph.throttle("/me/events", times=2, retry_after=1)
+
+    card = await frontdesk.press(book_actions(results)[0])
+
+    assert "Room booked" in text_of(card)
+    posts = [r for r in graph.requests if r.method == "POST" and r.path.endswith("/me/events")]
+    assert len(posts) == 3  # two throttled, the third created the event
+    assert len(graph.calendar(megan_mailbox(graph))) == 1
+    assert len(frontdesk.bookings()) == 1
+
+
+async def test_a_missing_teams_link_is_repaired_and_said_so(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    graph.tenant.drop_join_links = True
+    results = await frontdesk.search(SLOT)
+
+    card = await frontdesk.press(book_actions(results)[0])
+
+    assert "Frontdesk created one" in text_of(card)
+    [meeting] = (
+        graph.online_meetings.values()
+        if isinstance(graph.online_meetings, dict)
+        else (graph.online_meetings)
+    )
+    [booking] = frontdesk.bookings()
+    assert booking.join_url and booking.join_url_repaired
+    [event] = graph.calendar(megan_mailbox(graph))
+    assert booking.join_url in str(event.body)

@@ -201,8 +201,15 @@ def all_cards() -> dict[str, dict[str, Any]]:
             time_zone=ZONE,
             online_meetings_available=True,
         ),
-        "confirmation_link_pending": confirmation_card(
+        "confirmation_no_link": confirmation_card(
             make_booking(), time_zone=ZONE, online_meetings_available=True
+        ),
+        "confirmation_link_repaired": confirmation_card(
+            make_booking(
+                join_url="https://teams.microsoft.com/l/meetup-join/def", join_url_repaired=True
+            ),
+            time_zone=ZONE,
+            online_meetings_available=True,
         ),
         "confirmation_no_meeting": confirmation_card(
             make_booking(online_meeting=False), time_zone=ZONE, online_meetings_available=False
@@ -350,7 +357,9 @@ def test_confirmation_shows_the_booking_and_offers_cancel() -> None:
     cancel = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_CANCEL]
     assert [a["data"] for a in cancel] == [{"booking": BOOKING_ID}]
     assert "Join the Teams meeting" in text_of(CARDS["confirmation_join_link"])
-    assert "on its way" in text_of(CARDS["confirmation_link_pending"])
+    assert "could not add one" in text_of(CARDS["confirmation_no_link"])
+    assert "Frontdesk created one" in text_of(CARDS["confirmation_link_repaired"])
+    assert "Frontdesk created one" not in text_of(CARDS["confirmation_join_link"])
     assert NO_ONLINE_MEETINGS not in text_of(CARDS["confirmation_no_meeting"])
 
 

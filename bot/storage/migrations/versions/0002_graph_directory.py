@@ -22,6 +22,10 @@ def upgrade() -> None:
     # Nullable columns: SQLite adds them in place, no table rebuild (which could drop checks).
     op.add_column("booking", sa.Column("event_id", sa.String(512), nullable=True))
     op.add_column("booking", sa.Column("room_response", sa.String(32), nullable=True))
+    op.add_column(
+        "booking",
+        sa.Column("join_url_repaired", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_table(
         "user_token_cache",
         sa.Column("user_key", sa.String(200), primary_key=True),
@@ -32,5 +36,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("user_token_cache")
+    op.drop_column("booking", "join_url_repaired")
     op.drop_column("booking", "room_response")
     op.drop_column("booking", "event_id")
