@@ -17,7 +17,7 @@ from bot.actions import CardActions
 from bot.booking import BookingPolicy, BookingService, Clock, system_clock
 from bot.config import DirectoryKind, Settings, SettingsError, load_settings
 from bot.directory import RoomDirectory
-from bot.directory.graph import GraphDirectory
+from bot.directory.graph import GraphDirectory, MailboxZones
 from bot.directory.local import LocalDirectory, RoomDirectoryError
 from bot.graph import GraphClient
 from bot.identity import AppIdentity, BotTokenService
@@ -76,16 +76,16 @@ def build_components(
     conversations = ConversationRepository(engine)
     directory: RoomDirectory
     user_tokens: UserTokens | None = None
+    mailbox_zones: MailboxZones | None = None
     if settings.directory is DirectoryKind.GRAPH:
         if http is None:
             raise StartupError("the graph directory needs the shared HTTP session")
         user_tokens = _user_tokens(settings, engine, clock, http, msal_http_client)
+        graph = GraphClient(http, base_url=settings.graph_base_url)
         directory = GraphDirectory(
-            GraphClient(http, base_url=settings.graph_base_url),
-            user_tokens,
-            cache_seconds=settings.room_cache_seconds,
-            clock=clock,
+            graph, user_tokens, cache_seconds=settings.room_cache_seconds, clock=clock
         )
+        mailbox_zones = MailboxZones(graph, user_tokens, clock=clock)
     else:
         try:
             directory = LocalDirectory.from_file(settings.rooms_file, bookings)
@@ -104,6 +104,7 @@ def build_components(
         conversations=conversations,
         default_zone=ZoneInfo(settings.timezone),
         clock=clock,
+        mailbox_zones=mailbox_zones,
     )
     bot = FrontdeskBot(
         actions=CardActions(booking, user_tokens=user_tokens),

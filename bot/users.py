@@ -7,8 +7,9 @@ import logging
 import zoneinfo
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.models import Actor
@@ -18,6 +19,12 @@ from bot.storage.tables import ConversationRef, UserProfile
 logger = logging.getLogger(__name__)
 
 _KNOWN_CACHE = 10_000
+
+
+class MailboxZoneSource(Protocol):
+    """Where a user's preferred time zone can be read (Outlook mailbox settings)."""
+
+    async def zone(self, actor: Actor) -> ZoneInfo | None: ...
 
 
 def zone_or_none(name: str | None) -> ZoneInfo | None:
@@ -40,7 +47,9 @@ class UserService:
         conversations: ConversationRepository,
         default_zone: ZoneInfo,
         clock: Callable[[], datetime],
+        mailbox_zones: MailboxZoneSource | None = None,
     ) -> None:
+        self._mailbox_zones = mailbox_zones
         self._users = users
         self._conversations = conversations
         self._default_zone = default_zone
@@ -82,7 +91,7 @@ class UserService:
                 )
             )
             _remember(self._known_profiles, key, (name, zone_to_keep))
-        return Actor(
+        actor = Actor(
             tenant_id=tenant_id,
             user_id=user_id,
             name=name,
@@ -90,6 +99,12 @@ class UserService:
             channel_user_id=channel_user_id,
             channel_id=channel_id,
         )
+        if self._mailbox_zones is not None:
+            # With Microsoft 365 the mailbox's own setting wins; the client's zone is the fallback.
+            mailbox_zone = await self._mailbox_zones.zone(actor)
+            if mailbox_zone is not None:
+                actor = replace(actor, time_zone=mailbox_zone)
+        return actor
 
     async def remember_conversation(
         self,

@@ -11,9 +11,11 @@ import html
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.directory import CalendarHold, Interval
 from bot.graph import GraphClient, GraphError, GraphNotFound
+from bot.identity.errors import IdentityError
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor, Room
 from bot.storage.tables import Booking
@@ -156,3 +158,54 @@ def _event_body(booking: Booking, room: Room) -> str:
         f"{html.escape(room.location)}, for {booking.attendees} "
         f"{'person' if booking.attendees == 1 else 'people'}.</p>"
     )
+
+
+class MailboxZones:
+    """The time zone of each user's Outlook mailbox settings, cached per user.
+
+    None when it cannot be read (not signed in, Graph failing): the caller falls back.
+    """
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        tokens: UserTokens,
+        *,
+        clock: Callable[[], datetime],
+        ttl_seconds: int = 3600,
+        retry_seconds: int = 300,
+    ) -> None:
+        self._graph = graph
+        self._tokens = tokens
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._retry = timedelta(seconds=retry_seconds)
+        self._known: dict[tuple[str, str], tuple[ZoneInfo | None, datetime]] = {}
+
+    async def zone(self, actor: Actor) -> ZoneInfo | None:
+        key = (actor.tenant_id, actor.user_id)
+        now = self._clock()
+        cached = self._known.get(key)
+        if cached is not None:
+            zone, until = cached
+            if now < until:
+                return zone
+        try:
+            token = await self._tokens.graph_token(actor)
+        except IdentityError as error:
+            # Not signed in yet (or sign-in failing): ask again next time, it is cheap.
+            logger.debug("mailbox time zone needs a sign-in: %s", type(error).__name__)
+            return None
+        zone = await self._read(token)
+        self._known[key] = (zone, now + (self._ttl if zone is not None else self._retry))
+        if len(self._known) > 10_000:
+            self._known.pop(next(iter(self._known)))
+        return zone
+
+    async def _read(self, token: str) -> ZoneInfo | None:
+        try:
+            settings = await self._graph.get_mailbox_settings(token)
+        except GraphError as error:
+            logger.info("mailbox time zone unavailable: %s", type(error).__name__)
+            return None
+        return settings.time_zone

@@ -5,6 +5,7 @@ the v1.0 metadata."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -101,8 +102,8 @@ async def test_a_room_busy_in_outlook_is_not_offered(
     tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     first_room = book_actions(results)[0]["data"]["room"]
-    start = frontdesk.clock.now.replace(hour=15, minute=0)  # 10:00 in New York
-    graph.book(first_room, start, start.replace(minute=30), subject="Someone else's meeting")
+    day = frontdesk.clock.now.replace(hour=0, minute=0)
+    graph.book(first_room, day, day + timedelta(days=1), subject="Someone else's all-day event")
 
     again = await frontdesk.search(SLOT)
 
@@ -271,3 +272,32 @@ async def test_a_missing_teams_link_is_repaired_and_said_so(
     assert booking.join_url and booking.join_url_repaired
     [event] = graph.calendar(megan_mailbox(graph))
     assert booking.join_url in str(event.body)
+
+
+async def test_the_mailbox_time_zone_wins_over_the_clients(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    # Megan's mailbox says "GMT Standard Time"; her Teams client says New York.
+    before_sign_in = await frontdesk.post(
+        make_message("help", service_url=frontdesk.service_url, time_zone="America/New_York")
+    )
+    assert before_sign_in[0] == 201
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+
+    form = await frontdesk.say("book", time_zone="America/New_York")
+
+    assert "Times are in Europe/London" in text_of(form)
+    assert inputs(form)["start"]["value"] == "08:30"  # 08:05 UTC is 08:05 in London
+
+
+async def test_without_a_sign_in_the_clients_zone_is_used(frontdesk: Frontdesk) -> None:
+    before = len(frontdesk.connector.sent)
+
+    await frontdesk.post(
+        make_message("help", service_url=frontdesk.service_url, time_zone="America/New_York")
+    )
+
+    [row] = frontdesk.rows("SELECT time_zone FROM user_profile")
+    assert row["time_zone"] == "America/New_York"
+    assert len(frontdesk.connector.sent) == before + 1
