@@ -85,6 +85,7 @@ class CardActions:
             Verb.BOOKING_CANCEL: self.cancel,
             Verb.BOOKING_CANCEL_CONFIRM: self.cancel_confirm,
             Verb.ACCOUNT_SIGN_OUT: self.sign_out,
+            Verb.BOOKING_ALTERNATIVES: self.alternatives,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -190,6 +191,16 @@ class CardActions:
             online_meetings_available=self._booking.online_meetings_available,
             # A redelivered click finds the same booking and shows the same card.
             message="Your room is booked.",
+            refresh_user_id=actor.channel_user_id or None,
+        )
+
+    async def alternatives(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        """Rooms free for a slot whose room declined (the same search, run again)."""
+        result = await self._booking.search_again(actor, _uuid(data, "attempt"))
+        return results_card(
+            result,
+            time_zone=actor.time_zone,
+            message="The room declined. These are free for the same time.",
         )
 
     async def list_bookings(self, actor: Actor, data: Mapping[str, Any]) -> Card:
@@ -201,6 +212,7 @@ class CardActions:
             booking,
             time_zone=actor.time_zone,
             online_meetings_available=self._booking.online_meetings_available,
+            refresh_user_id=actor.channel_user_id or None,
         )
 
     async def cancel(self, actor: Actor, data: Mapping[str, Any]) -> Card:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -440,16 +441,50 @@ class BookingService:
         raise NotFound("That room is no longer in the directory. Search again with **book**.")
 
     async def upcoming(self, actor: Actor) -> list[Booking]:
-        return await self._bookings.upcoming(
+        """The user's upcoming bookings as the calendar has them now."""
+        bookings = await self._bookings.upcoming(
             tenant_id=actor.tenant_id,
             user_id=actor.user_id,
             now=self._clock(),
             limit=self._policy.upcoming_limit,
         )
+        synced = await asyncio.gather(*(self._sync(actor, booking) for booking in bookings))
+        return [booking for booking in synced if booking.status != BookingStatus.CANCELLED]
 
     async def get(self, actor: Actor, booking_id: str) -> Booking:
-        return await self._bookings.get(
+        booking = await self._bookings.get(
             booking_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        return await self._sync(actor, booking)
+
+    async def _sync(self, actor: Actor, booking: Booking) -> Booking:
+        """Bring a confirmed booking up to date with its calendar event: the room's answer,
+        the join link, a cancellation made in Outlook."""
+        if booking.status != BookingStatus.CONFIRMED or booking.event_id is None:
+            return booking
+        state = await self._directory.calendar_state(actor, booking)
+        if state is None:
+            return booking
+        status, comment = BookingStatus.CONFIRMED, None
+        if state.gone:
+            status, comment = BookingStatus.CANCELLED, "Cancelled in Outlook."
+        elif state.room_response == "declined":
+            status, comment = BookingStatus.DECLINED, "The room declined the invitation."
+        unchanged = (state.room_response, state.join_url) == (
+            booking.room_response,
+            booking.join_url,
+        )
+        if unchanged and status == BookingStatus.CONFIRMED:
+            return booking
+        if status != BookingStatus.CONFIRMED:
+            logger.info("booking %s is now %s in the calendar", booking.id, status.value)
+        return await self._bookings.apply_calendar_state(
+            booking.id,
+            room_response=state.room_response,
+            join_url=state.join_url,
+            status=status,
+            comment=comment,
+            now=self._clock(),
         )
 
     async def cancel(

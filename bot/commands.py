@@ -22,6 +22,7 @@ class Verb(StrEnum):
     BOOKING_CANCEL = "booking.cancel"
     BOOKING_CANCEL_CONFIRM = "booking.cancelConfirm"
     ACCOUNT_SIGN_OUT = "account.signOut"
+    BOOKING_ALTERNATIVES = "booking.alternatives"
 
 
 @dataclass(frozen=True)

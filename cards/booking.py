@@ -13,6 +13,7 @@ from microsoft_teams.cards import (
     ColumnSet,
     Container,
     DateInput,
+    ExecuteAction,
     Fact,
     FactSet,
     NumberInput,
@@ -29,6 +30,7 @@ from bot.storage.tables import Booking, BookingStatus
 from cards.common import (
     Card,
     action,
+    auto_refresh,
     buttons,
     format_span,
     heading,
@@ -359,20 +361,55 @@ def _meeting_line(booking: Booking, *, online_meetings_available: bool) -> TextB
     )
 
 
+ROOM_ANSWERS = {
+    "none": "Pending",
+    "notResponded": "Pending",
+    "tentativelyAccepted": "Tentative",
+    "accepted": "Accepted",
+    "declined": "Declined",
+}
+
+
+def room_answer(booking: Booking) -> str | None:
+    """How the room answered the invitation, in words (None where rooms do not answer)."""
+    if booking.room_response is None:
+        return None
+    return ROOM_ANSWERS.get(booking.room_response, "Pending")
+
+
 def confirmation_card(
     booking: Booking,
     *,
     time_zone: ZoneInfo,
     online_meetings_available: bool,
     message: str | None = None,
+    refresh_user_id: str | None = None,
 ) -> Card:
-    """A booking as it stands: confirmed with Cancel, or cancelled."""
+    """A booking as it stands: confirmed with Cancel, declined by the room, or cancelled.
+
+    `refresh_user_id`: while the room has not answered, Teams refreshes this user's card.
+    """
     cancelled = booking.status == BookingStatus.CANCELLED
-    title = "Booking cancelled" if cancelled else "Room booked"
+    declined = booking.status == BookingStatus.DECLINED
+    title = "Booking cancelled" if cancelled else "Room declined" if declined else "Room booked"
     body: list[CardElement] = [*heading(title)]
-    if message:
+    if declined:
+        body.append(
+            notice(
+                f"{booking.room_name} declined the invitation, so it is not held for you. "
+                "The meeting is still in your calendar without a room.",
+                tone="warning",
+            )
+        )
+    elif message:
         body.append(notice(message, tone="good" if not cancelled else "warning"))
-    body.append(_booking_facts(booking, time_zone))
+    facts = _booking_facts(booking, time_zone)
+    answer = room_answer(booking)
+    if answer is not None and not cancelled:
+        assert facts.facts is not None
+        facts.facts.append(Fact(title="Room's answer", value=answer))
+    body.append(facts)
+    refresh = None
     if cancelled:
         if booking.cancel_comment:
             body.append(
@@ -382,21 +419,32 @@ def confirmation_card(
             action("Book another room", Verb.BOOKING_START),
             action("My bookings", Verb.BOOKING_LIST),
         ]
+    elif declined:
+        actions = [
+            action("Find other rooms", Verb.BOOKING_ALTERNATIVES, {"attempt": booking.attempt_id}),
+            action("My bookings", Verb.BOOKING_LIST),
+        ]
     else:
         line = _meeting_line(booking, online_meetings_available=online_meetings_available)
         if line is not None:
             body.append(line)
         actions = [
             action(
-                "Cancel booking", Verb.BOOKING_CANCEL, {"booking": booking.id}, style="destructive"
+                "Cancel booking",
+                Verb.BOOKING_CANCEL,
+                {"booking": booking.id},
+                style="destructive",
             ),
             action("My bookings", Verb.BOOKING_LIST),
         ]
+        if refresh_user_id and answer == "Pending":
+            refresh = auto_refresh(Verb.BOOKING_SHOW, {"booking": booking.id}, [refresh_user_id])
     return render(
         body,
         actions=actions,
         fallback_text=f"{title}: {booking.room_name}, "
         f"{format_span(booking.start_at, booking.end_at, time_zone)}",
+        refresh=refresh,
     )
 
 
@@ -430,6 +478,28 @@ def cancel_confirm_card(booking: Booking, *, time_zone: ZoneInfo, error: str | N
     )
 
 
+def _answer_line(booking: Booking) -> list[CardElement]:
+    answer = room_answer(booking)
+    if answer is None:
+        return []
+    return [
+        TextBlock(
+            text=f"Room's answer: {answer}",
+            wrap=True,
+            spacing="None",
+            color="Warning" if answer == "Declined" else "Default",
+        )
+    ]
+
+
+def _list_action(booking: Booking) -> ExecuteAction:
+    if booking.status == BookingStatus.DECLINED:
+        return action(
+            "Find other rooms", Verb.BOOKING_ALTERNATIVES, {"attempt": booking.attempt_id}
+        )
+    return action("Cancel", Verb.BOOKING_CANCEL, {"booking": booking.id}, style="destructive")
+
+
 def bookings_list_card(
     bookings: Sequence[Booking], *, time_zone: ZoneInfo, message: str | None = None
 ) -> Card:
@@ -454,14 +524,8 @@ def bookings_list_card(
                         is_subtle=True,
                         spacing="None",
                     ),
-                    buttons(
-                        action(
-                            "Cancel",
-                            Verb.BOOKING_CANCEL,
-                            {"booking": booking.id},
-                            style="destructive",
-                        )
-                    ),
+                    *_answer_line(booking),
+                    buttons(_list_action(booking)),
                 ],
             )
         )

@@ -14,6 +14,7 @@ from microsoft_teams.cards import (
     Container,
     ContainerStyle,
     ExecuteAction,
+    RefreshDefinition,
     TextBlock,
 )
 
@@ -30,6 +31,7 @@ def render(
     actions: Sequence[ExecuteAction] = (),
     fallback_text: str,
     full_width: bool = False,
+    refresh: RefreshDefinition | None = None,
 ) -> Card:
     """Serialise a card as Teams expects it (schema 1.5, no nulls)."""
     card = AdaptiveCard(
@@ -37,12 +39,18 @@ def render(
         body=list(body),
         actions=list(actions) or None,
         fallback_text=fallback_text,
+        refresh=refresh,
     )
     data: Card = card.model_dump(by_alias=True, exclude_none=True)
     data["$schema"] = "http://adaptivecards.io/schemas/adaptive-card.json"
     if full_width:
         data["msteams"] = {"width": "Full"}
     return data
+
+
+def auto_refresh(verb: Verb, data: Mapping[str, Any], user_ids: Sequence[str]) -> RefreshDefinition:
+    """Teams asks the bot for a fresh card when one of these users (at most 60) views it."""
+    return RefreshDefinition(action=action("Refresh", verb, data), user_ids=list(user_ids)[:60])
 
 
 def action(

@@ -24,6 +24,16 @@ class CalendarHold:
     """The calendar gave no Teams link and the directory added one itself."""
 
 
+@dataclass(frozen=True)
+class CalendarState:
+    """Where a held booking stands in the calendar now."""
+
+    room_response: str | None
+    join_url: str | None
+    gone: bool = False
+    """Cancelled or deleted in the calendar itself (in Outlook, say)."""
+
+
 class RoomDirectory(Protocol):
     """A provider of rooms and their busy times (`local` or `graph`), acting for a user."""
 
@@ -48,4 +58,8 @@ class RoomDirectory(Protocol):
 
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
         """Cancel what `hold` made, telling the attendees the comment."""
+        ...
+
+    async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
+        """The booking's current state in the calendar (None: nothing to learn there)."""
         ...

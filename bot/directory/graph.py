@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.directory import CalendarHold, Interval
+from bot.directory import CalendarHold, CalendarState, Interval
 from bot.graph import GraphClient, GraphError, GraphNotFound
 from bot.identity.errors import IdentityError
 from bot.identity.user_tokens import UserTokens
@@ -142,6 +142,13 @@ class GraphDirectory:
             )
             return None
 
+    async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
+        """The room's answer and whether the event still exists, read live from Graph."""
+        if booking.event_id is None:
+            return None
+        token = await self._tokens.graph_token(actor)
+        return await _calendar_state(self._graph, token, booking)
+
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
         if booking.event_id is None:
             return
@@ -150,6 +157,21 @@ class GraphDirectory:
             await self._graph.cancel_event(token, booking.event_id, comment or "")
         except GraphNotFound:
             logger.info("event of booking %s was already gone", booking.id)
+
+
+async def _calendar_state(graph: GraphClient, token: str, booking: Booking) -> CalendarState | None:
+    if booking.event_id is None:
+        return None
+    try:
+        event = await graph.get_event(token, booking.event_id)
+    except GraphNotFound:
+        return CalendarState(room_response=booking.room_response, join_url=None, gone=True)
+    response = event.room_responses.get(booking.room_id.lower())
+    return CalendarState(
+        room_response=str(response) if response is not None else booking.room_response,
+        join_url=event.join_url or booking.join_url,
+        gone=event.is_cancelled,
+    )
 
 
 def _event_body(booking: Booking, room: Room) -> str:

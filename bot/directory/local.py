@@ -10,7 +10,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.directory import CalendarHold, Interval
+from bot.directory import CalendarHold, CalendarState, Interval
 from bot.models import Actor, Equipment, Room
 from bot.storage.repository import BookingRepository
 from bot.storage.tables import Booking
@@ -131,4 +131,7 @@ class LocalDirectory:
         return CalendarHold()
 
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
+        return None
+
+    async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
         return None

@@ -174,6 +174,46 @@ class BookingRepository:
             session.refresh(booking)
             return booking
 
+    async def apply_calendar_state(
+        self,
+        booking_id: str,
+        *,
+        room_response: str | None,
+        join_url: str | None,
+        status: BookingStatus,
+        comment: str | None,
+        now: datetime,
+    ) -> Booking:
+        """Record what the calendar says; only a confirmed booking changes (never revives one)."""
+        return await asyncio.to_thread(
+            self._apply_calendar_state, booking_id, room_response, join_url, status, comment, now
+        )
+
+    def _apply_calendar_state(
+        self,
+        booking_id: str,
+        room_response: str | None,
+        join_url: str | None,
+        status: BookingStatus,
+        comment: str | None,
+        now: datetime,
+    ) -> Booking:
+        values: dict[str, Any] = {"room_response": room_response, "join_url": join_url}
+        if status != BookingStatus.CONFIRMED:
+            values.update(status=status, cancel_comment=comment, cancelled_at=now)
+        with read_session(self._engine) as session:
+            session.execute(
+                update(Booking)
+                .where(col(Booking.id) == booking_id)
+                .where(col(Booking.status) == BookingStatus.CONFIRMED)
+                .values(**values)
+            )
+            session.commit()
+            booking = session.get(Booking, booking_id)
+            assert booking is not None
+            session.refresh(booking)
+            return booking
+
     async def by_attempt(self, attempt_id: str) -> Booking | None:
         return await asyncio.to_thread(self._by_attempt, attempt_id)
 
@@ -198,7 +238,7 @@ class BookingRepository:
             select(Booking)
             .where(Booking.tenant_id == tenant_id)
             .where(Booking.user_id == user_id)
-            .where(Booking.status == BookingStatus.CONFIRMED)
+            .where(col(Booking.status).in_([BookingStatus.CONFIRMED, BookingStatus.DECLINED]))
             .where(col(Booking.end_at) > now)
             .order_by(col(Booking.start_at))
             .limit(limit)

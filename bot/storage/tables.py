@@ -14,6 +14,7 @@ from bot.storage.db import UTCDateTime
 class BookingStatus(StrEnum):
     CONFIRMED = "confirmed"
     CANCELLED = "cancelled"
+    DECLINED = "declined"  # the room said no (Graph directory); the slot is free again
 
 
 def _utc(nullable: bool = False) -> Column[datetime]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.commands import Verb
+from bot.storage.tables import BookingStatus
 from tests.bot.conftest import Frontdesk, book_actions
 from tests.support.activities import MEGAN, make_card_action, make_message
 from tests.support.cardquery import action_titled, execute_actions, inputs, text_of
@@ -301,3 +302,69 @@ async def test_without_a_sign_in_the_clients_zone_is_used(frontdesk: Frontdesk) 
     [row] = frontdesk.rows("SELECT time_zone FROM user_profile")
     assert row["time_zone"] == "America/New_York"
     assert len(frontdesk.connector.sent) == before + 1
+
+
+# --- the room's answer, and changes made in Outlook --------------------------------------------
+
+
+async def test_the_rooms_answer_reaches_the_card(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search(SLOT)
+
+    confirmation = await frontdesk.press(book_actions(results)[0])
+    assert "Room's answer: Pending" in text_of(confirmation)
+    refresh = confirmation["refresh"]
+    assert refresh["userIds"] == [MEGAN.id]
+    await graph.settle()
+    # Teams sends the refresh action when Megan looks at the card again.
+    refreshed = await frontdesk.press(refresh["action"], trigger="automatic")
+
+    assert "Room's answer: Accepted" in text_of(refreshed)
+    assert "refresh" not in refreshed
+    [booking] = frontdesk.bookings()
+    assert booking.room_response == "accepted"
+
+
+async def test_a_declined_room_frees_the_slot_and_offers_other_rooms(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search(SLOT)
+    first = book_actions(results)[0]
+    await frontdesk.press(first)
+    [booking] = frontdesk.bookings()
+    # Before the room answers, someone else's meeting lands in its calendar: it declines ours.
+    graph.book(first["data"]["room"], booking.start_at, booking.end_at, subject="Board meeting")
+    await graph.settle()
+
+    listing = await frontdesk.say("my bookings")
+
+    assert "Room's answer: Declined" in text_of(listing)
+    [declined] = frontdesk.bookings()
+    assert declined.status == BookingStatus.DECLINED
+    others = await frontdesk.press(action_titled(listing, "Find other rooms"))
+    assert "The room declined" in text_of(others)
+    offered = {action["data"]["room"] for action in book_actions(others)}
+    assert offered and first["data"]["room"] not in offered
+
+
+async def test_a_meeting_cancelled_in_outlook_leaves_my_bookings(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search(SLOT)
+    await frontdesk.press(book_actions(results)[0])
+    [event] = graph.calendar(megan_mailbox(graph))
+    graph.event(event.id).removed = "delete"
+
+    listing = await frontdesk.say("my bookings")
+
+    assert "no upcoming bookings" in text_of(listing)
+    [booking] = frontdesk.bookings()
+    assert booking.status == BookingStatus.CANCELLED
+    assert booking.cancel_comment == "Cancelled in Outlook."

@@ -214,6 +214,33 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "confirmation_no_meeting": confirmation_card(
             make_booking(online_meeting=False), time_zone=ZONE, online_meetings_available=False
         ),
+        "confirmation_room_pending": confirmation_card(
+            make_booking(room_response="none", event_id="AAMk-1"),
+            time_zone=ZONE,
+            online_meetings_available=True,
+            message="Your room is booked.",
+            refresh_user_id="29:megan",
+        ),
+        "confirmation_room_accepted": confirmation_card(
+            make_booking(room_response="accepted", join_url="https://teams.microsoft.com/l/x"),
+            time_zone=ZONE,
+            online_meetings_available=True,
+            refresh_user_id="29:megan",
+        ),
+        "room_declined": confirmation_card(
+            make_booking(room_response="declined", status=BookingStatus.DECLINED),
+            time_zone=ZONE,
+            online_meetings_available=True,
+        ),
+        "bookings_graph": bookings_list_card(
+            [
+                make_booking(room_response="accepted"),
+                make_booking(
+                    id=OTHER_ATTEMPT, room_response="declined", status=BookingStatus.DECLINED
+                ),
+            ],
+            time_zone=ZONE,
+        ),
         "cancelled": confirmation_card(
             make_booking(status=BookingStatus.CANCELLED, cancel_comment="Plans changed"),
             time_zone=ZONE,
@@ -361,6 +388,33 @@ def test_confirmation_shows_the_booking_and_offers_cancel() -> None:
     assert "Frontdesk created one" in text_of(CARDS["confirmation_link_repaired"])
     assert "Frontdesk created one" not in text_of(CARDS["confirmation_join_link"])
     assert NO_ONLINE_MEETINGS not in text_of(CARDS["confirmation_no_meeting"])
+
+
+def test_the_rooms_answer_is_shown_and_refreshed_while_pending() -> None:
+    pending = CARDS["confirmation_room_pending"]
+    accepted = CARDS["confirmation_room_accepted"]
+
+    assert "Room's answer: Pending" in text_of(pending)
+    assert pending["refresh"]["userIds"] == ["29:megan"]
+    assert pending["refresh"]["action"]["verb"] == Verb.BOOKING_SHOW
+    assert pending["refresh"]["action"]["data"] == {"booking": BOOKING_ID}
+    assert "Room's answer: Accepted" in text_of(accepted)
+    assert "refresh" not in accepted
+    assert "Room's answer" not in text_of(CARDS["confirmation_local"])
+
+
+def test_a_declined_room_offers_other_rooms_not_cancel() -> None:
+    card = CARDS["room_declined"]
+    verbs = {a["verb"] for a in actions_of(card)}
+
+    assert "Room declined" in text_of(card)
+    assert Verb.BOOKING_ALTERNATIVES in verbs and Verb.BOOKING_CANCEL not in verbs
+    listing = CARDS["bookings_graph"]
+    assert "Room's answer: Declined" in text_of(listing)
+    assert [a["verb"] for a in actions_of(listing)][:2] == [
+        Verb.BOOKING_CANCEL,
+        Verb.BOOKING_ALTERNATIVES,
+    ]
 
 
 def test_cancelled_booking_has_no_cancel_button() -> None:
