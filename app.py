@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -153,7 +154,14 @@ def _user_tokens(
         connection_name=settings.oauth_connection_name,
         app_identity=app_identity,
         app_id=settings.microsoft_app_id,
+        graph_scopes=(f"{_origin(settings.graph_base_url)}/.default",),
     )
+
+
+def _origin(url: str) -> str:
+    """`https://graph.microsoft.us/v1.0` -> `https://graph.microsoft.us` (the scope's resource)."""
+    parsed = urlsplit(url)
+    return f"{parsed.scheme}://{parsed.netloc}"
 
 
 async def create_app(

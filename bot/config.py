@@ -133,6 +133,14 @@ class Settings(BaseSettings):
                 "DIRECTORY=graph needs OAUTH_CONNECTION_NAME, the Azure Bot OAuth connection "
                 "that signs users in to Microsoft Graph"
             )
+        if (
+            self.directory is DirectoryKind.GRAPH
+            and self.microsoft_app_type is AppType.USER_ASSIGNED_MSI
+        ):
+            raise ValueError(
+                "DIRECTORY=graph does not support MICROSOFT_APP_TYPE=UserAssignedMSI yet: "
+                "use SingleTenant with MICROSOFT_APP_PASSWORD"
+            )
         if not self.local_mode:
             if self.microsoft_app_type is not AppType.USER_ASSIGNED_MSI and not (
                 self.microsoft_app_password.get_secret_value()

@@ -106,3 +106,36 @@ def test_bad_values_name_their_variable(
         load_settings()
 
     assert name in str(caught.value)
+
+
+def test_graph_mode_needs_an_oauth_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIRECTORY", "graph")
+    with pytest.raises(SettingsError, match="OAUTH_CONNECTION_NAME"):
+        load_settings()
+    monkeypatch.setenv("OAUTH_CONNECTION_NAME", "graph")
+
+    settings = load_settings()
+
+    assert settings.directory is DirectoryKind.GRAPH
+    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+
+
+def test_graph_mode_refuses_managed_identity_for_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "DIRECTORY": "graph",
+        "OAUTH_CONNECTION_NAME": "graph",
+        "MICROSOFT_APP_ID": "00000000-0000-0000-0000-000000000001",
+        "MICROSOFT_APP_TYPE": "UserAssignedMSI",
+        "MICROSOFT_APP_TENANT_ID": "tenant",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError, match="UserAssignedMSI"):
+        load_settings()
+
+
+def test_endpoints_must_be_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPH_BASE_URL", "graph.microsoft.com")
+
+    with pytest.raises(SettingsError, match="GRAPH_BASE_URL"):
+        load_settings()
