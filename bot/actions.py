@@ -38,10 +38,11 @@ from cards.booking import (
     bookings_list_card,
     cancel_confirm_card,
     confirmation_card,
+    meeting_now_card,
     results_card,
 )
 from cards.common import Card, action, message_card
-from cards.help import help_card
+from cards.help import help_card, welcome_card
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class CardActions:
             Verb.BOOKING_CANCEL_CONFIRM: self.cancel_confirm,
             Verb.ACCOUNT_SIGN_OUT: self.sign_out,
             Verb.BOOKING_ALTERNATIVES: self.alternatives,
+            Verb.MEETING_NOW: self.meeting_now,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -136,10 +138,12 @@ class CardActions:
         )
 
     async def help(self, actor: Actor, data: Mapping[str, Any]) -> Card:
-        return help_card()
+        return help_card(online_meetings=self._booking.online_meetings_available)
 
     async def not_understood(self, text: str) -> Card:
-        return help_card(not_understood=text)
+        return help_card(
+            not_understood=text, online_meetings=self._booking.online_meetings_available
+        )
 
     async def start(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         """The booking form: empty, or filled with an earlier search ("Change search")."""
@@ -193,6 +197,17 @@ class CardActions:
             message="Your room is booked.",
             refresh_user_id=actor.channel_user_id or None,
         )
+
+    async def meeting_now(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        join_url, start, end = await self._booking.meet_now(actor)
+        return meeting_now_card(join_url, start=start, end=end, time_zone=actor.time_zone)
+
+    def welcome(self, *, user_name: str | None, personal: bool) -> Card:
+        """The card for a new chat: a welcome in a personal chat, help in a shared one."""
+        online = self._booking.online_meetings_available
+        if personal:
+            return welcome_card(user_name=user_name, online_meetings=online)
+        return help_card(online_meetings=online)
 
     async def alternatives(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         """Rooms free for a slot whose room declined (the same search, run again)."""

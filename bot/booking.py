@@ -514,6 +514,14 @@ class BookingService:
             logger.info("cancelled booking=%s room=%s", booking.id, booking.room_id)
         return booking, changed
 
+    async def meet_now(self, actor: Actor) -> tuple[str | None, datetime, datetime]:
+        """A Teams meeting from now for an hour: its join link (None without Microsoft 365)."""
+        start = self._clock()
+        end = start + timedelta(hours=1)
+        subject = f"Meeting with {actor.name}" if actor.name else "Teams meeting"
+        join_url = await self._directory.meet_now(actor, subject=subject, start=start, end=end)
+        return join_url, start, end
+
     async def rooms(self, actor: Actor) -> Sequence[Room]:
         return await self._directory.list_rooms(actor)
 

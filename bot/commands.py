@@ -23,6 +23,7 @@ class Verb(StrEnum):
     BOOKING_CANCEL_CONFIRM = "booking.cancelConfirm"
     ACCOUNT_SIGN_OUT = "account.signOut"
     BOOKING_ALTERNATIVES = "booking.alternatives"
+    MEETING_NOW = "meeting.now"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Command:
     description: str
     on_cards: bool = True
     """Whether welcome and help cards show a button for it."""
+    needs_online_meetings: bool = False
+    """Only offered where the directory can make Teams meetings (Microsoft 365)."""
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -49,6 +52,13 @@ COMMANDS: tuple[Command, ...] = (
         verb=Verb.BOOKING_LIST,
         title="My bookings",
         description="See your upcoming bookings and cancel one.",
+    ),
+    Command(
+        phrases=("meet now", "meeting now", "new meeting", "start a meeting"),
+        verb=Verb.MEETING_NOW,
+        title="Meet now",
+        description="Start a Teams meeting right away and get its link.",
+        needs_online_meetings=True,
     ),
     Command(
         phrases=("sign out", "signout", "log out", "logout"),

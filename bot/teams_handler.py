@@ -36,7 +36,7 @@ from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
 from bot.users import UserService, WelcomeGuard
 from cards.common import Card
-from cards.help import help_card, signed_in_card, welcome_card
+from cards.help import signed_in_card
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class FrontdeskBot(ActivityHandler):
         text = (text or "")[:MAX_TEXT]
         command = match_command(text)
         if command is None:
-            card = await self._actions.not_understood(text.strip()) if text.strip() else help_card()
+            card = await self._actions.not_understood(text.strip())
         else:
             try:
                 card = await self._actions.command(
@@ -250,7 +250,7 @@ class FrontdeskBot(ActivityHandler):
             return
         _, name = user_of(turn_context.activity.from_property)
         personal = _is_personal(turn_context.activity)
-        card = welcome_card(user_name=name or None) if personal else help_card()
+        card = self._actions.welcome(user_name=name or None, personal=personal)
         await turn_context.send_activity(card_message(card))
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from microsoft_teams.cards import (
@@ -17,6 +18,7 @@ from microsoft_teams.cards import (
     Fact,
     FactSet,
     NumberInput,
+    OpenUrlAction,
     TextBlock,
     TextInput,
     TimeInput,
@@ -39,6 +41,10 @@ from cards.common import (
     zone_label,
 )
 
+NO_MEETING_NOW = (
+    "Meet now makes a Teams meeting in your Microsoft 365 calendar, which needs the Microsoft 365 "
+    "directory (DIRECTORY=graph)."
+)
 NO_ONLINE_MEETINGS = (
     "Teams meeting links need the Microsoft 365 room directory (DIRECTORY=graph). "
     "This booking holds the room only."
@@ -534,4 +540,30 @@ def bookings_list_card(
         actions=[action("Book a room", Verb.BOOKING_START)],
         fallback_text=f"My bookings: {len(bookings)} upcoming",
         full_width=True,
+    )
+
+
+def meeting_now_card(
+    join_url: str | None, *, start: datetime, end: datetime, time_zone: ZoneInfo
+) -> Card:
+    """A Teams meeting to join right away, or why there is none."""
+    if join_url is None:
+        return render(
+            [
+                *heading("Meet now"),
+                TextBlock(text=NO_MEETING_NOW, wrap=True),
+            ],
+            actions=[action("Book a room", Verb.BOOKING_START)],
+            fallback_text="Meet now needs the Microsoft 365 directory.",
+        )
+    return render(
+        [
+            *heading("Your Teams meeting is ready", format_span(start, end, time_zone)),
+            TextBlock(text=f"[Join the Teams meeting]({join_url})", wrap=True),
+            TextBlock(
+                text="Share the link with anyone you want to invite.", wrap=True, is_subtle=True
+            ),
+        ],
+        actions=[OpenUrlAction(title="Join now", url=join_url)],
+        fallback_text=f"Your Teams meeting: {join_url}",
     )

@@ -14,6 +14,7 @@ from microsoft_teams.cards import (
     Container,
     ContainerStyle,
     ExecuteAction,
+    OpenUrlAction,
     RefreshDefinition,
     TextBlock,
 )
@@ -28,7 +29,7 @@ _TONES: dict[str, ContainerStyle] = {"attention": "attention", "warning": "warni
 def render(
     body: Sequence[CardElement],
     *,
-    actions: Sequence[ExecuteAction] = (),
+    actions: Sequence[ExecuteAction | OpenUrlAction] = (),
     fallback_text: str,
     full_width: bool = False,
     refresh: RefreshDefinition | None = None,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from microsoft_teams.cards import CardElement, Fact, FactSet, TextBlock
+from microsoft_teams.cards import CardElement, ExecuteAction, Fact, FactSet, TextBlock
 
-from bot.commands import COMMANDS, Verb
+from bot.commands import COMMANDS, Command, Verb
 from cards.common import APP_NAME, Card, action, heading, message_card, notice, render
 
 _INTRO = f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
 
 
-def _command_actions() -> list:  # type: ignore[type-arg]
-    return [action(command.title, command.verb) for command in COMMANDS if command.on_cards]
+def _offered(online_meetings: bool) -> list[Command]:
+    return [c for c in COMMANDS if online_meetings or not c.needs_online_meetings]
 
 
-def welcome_card(*, user_name: str | None = None) -> Card:
+def _command_actions(online_meetings: bool) -> list[ExecuteAction]:
+    return [action(c.title, c.verb) for c in _offered(online_meetings) if c.on_cards]
+
+
+def welcome_card(*, user_name: str | None = None, online_meetings: bool = False) -> Card:
     """Sent when the app is installed in a personal chat."""
     greeting = f"Welcome, {user_name}!" if user_name else f"Welcome to {APP_NAME}!"
     body: list[CardElement] = [
@@ -24,10 +28,12 @@ def welcome_card(*, user_name: str | None = None) -> Card:
             wrap=True,
         ),
     ]
-    return render(body, actions=_command_actions(), fallback_text=f"{greeting} {_INTRO}")
+    return render(
+        body, actions=_command_actions(online_meetings), fallback_text=f"{greeting} {_INTRO}"
+    )
 
 
-def help_card(*, not_understood: str | None = None) -> Card:
+def help_card(*, not_understood: str | None = None, online_meetings: bool = False) -> Card:
     """What the bot answers to, with a button for each; the unknown text when there was one."""
     body: list[CardElement] = [*heading(f"{APP_NAME} help", _INTRO)]
     if not_understood:
@@ -38,7 +44,8 @@ def help_card(*, not_understood: str | None = None) -> Card:
     body.append(
         FactSet(
             facts=[
-                Fact(title=command.phrases[0], value=command.description) for command in COMMANDS
+                Fact(title=command.phrases[0], value=command.description)
+                for command in _offered(online_meetings)
             ]
         )
     )
@@ -49,7 +56,9 @@ def help_card(*, not_understood: str | None = None) -> Card:
             is_subtle=True,
         )
     )
-    return render(body, actions=_command_actions(), fallback_text=f"{APP_NAME} help: {_INTRO}")
+    return render(
+        body, actions=_command_actions(online_meetings), fallback_text=f"{APP_NAME} help: {_INTRO}"
+    )
 
 
 def signed_in_card() -> Card:

@@ -63,3 +63,9 @@ class RoomDirectory(Protocol):
     async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
         """The booking's current state in the calendar (None: nothing to learn there)."""
         ...
+
+    async def meet_now(
+        self, actor: Actor, *, subject: str, start: datetime, end: datetime
+    ) -> str | None:
+        """A standalone Teams meeting's join link (None where the directory has none)."""
+        ...

@@ -149,6 +149,15 @@ class GraphDirectory:
         token = await self._tokens.graph_token(actor)
         return await _calendar_state(self._graph, token, booking)
 
+    async def meet_now(
+        self, actor: Actor, *, subject: str, start: datetime, end: datetime
+    ) -> str | None:
+        token = await self._tokens.graph_token(actor)
+        meeting = await self._graph.create_online_meeting(
+            token, subject=subject, start=start, end=end
+        )
+        return meeting.join_url
+
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
         if booking.event_id is None:
             return

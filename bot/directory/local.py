@@ -135,3 +135,8 @@ class LocalDirectory:
 
     async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
         return None
+
+    async def meet_now(
+        self, actor: Actor, *, subject: str, start: datetime, end: datetime
+    ) -> str | None:
+        return None

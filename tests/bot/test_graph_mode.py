@@ -14,7 +14,7 @@ from bot.commands import Verb
 from bot.storage.tables import BookingStatus
 from tests.bot.conftest import Frontdesk, book_actions
 from tests.support.activities import MEGAN, make_card_action, make_message
-from tests.support.cardquery import action_titled, execute_actions, inputs, text_of
+from tests.support.cardquery import action_titled, execute_actions, inputs, text_of, walk
 from tests.support.fake_graph import FakeGraph, FakeTenant
 from tests.support.fake_token_service import FakeTokenService
 from tests.support.graph_contract import metadata_available
@@ -368,3 +368,19 @@ async def test_a_meeting_cancelled_in_outlook_leaves_my_bookings(
     [booking] = frontdesk.bookings()
     assert booking.status == BookingStatus.CANCELLED
     assert booking.cancel_comment == "Cancelled in Outlook."
+
+
+async def test_meet_now_gives_a_teams_link_and_help_offers_it(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+
+    help_card = await frontdesk.say("help")
+    card = await frontdesk.press(action_titled(help_card, "Meet now"))
+
+    [meeting] = graph.online_meetings
+    assert "Your Teams meeting is ready" in text_of(card)
+    assert meeting["joinWebUrl"] in text_of(card)
+    [join] = [a for a in walk(card) if a.get("type") == "Action.OpenUrl"]
+    assert join["url"] == meeting["joinWebUrl"]

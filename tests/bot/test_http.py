@@ -137,7 +137,7 @@ async def test_install_in_personal_chat_welcomes_once_and_stores_the_reference(
     assert len(cards) == 1
     assert headline(cards[0]).startswith("Welcome")
     assert {a["verb"] for a in execute_actions(cards[0])} == {
-        c.verb.value for c in COMMANDS if c.on_cards
+        c.verb.value for c in COMMANDS if c.on_cards and not c.needs_online_meetings
     }
     [sent] = frontdesk.connector.sent
     assert sent.conversation_id == personal_chat(MEGAN).id
@@ -248,6 +248,9 @@ async def test_help_lists_every_command_with_a_button_that_works(frontdesk: Fron
     assert headline(card) == "Frontdesk help"
     assert "didn't understand" not in text_of(card)
     for command in COMMANDS:
+        if command.needs_online_meetings:
+            assert command.phrases[0] not in facts(card)  # not offered without Microsoft 365
+            continue
         assert facts(card)[command.phrases[0]] == command.description
         if not command.on_cards:
             continue  # help itself, and sign out (typed only)
@@ -952,3 +955,10 @@ async def test_change_search_brings_back_the_form_as_filled(frontdesk: Frontdesk
 
     values = assert_booking_form(form)
     assert {key: values[key] for key in chosen} == chosen
+
+
+async def test_meet_now_without_microsoft_365_says_what_it_needs(frontdesk: Frontdesk) -> None:
+    card = await frontdesk.say("meet now")
+
+    assert headline(card) == "Meet now"
+    assert "DIRECTORY=graph" in text_of(card)

@@ -23,6 +23,7 @@ from cards.booking import (
     bookings_list_card,
     cancel_confirm_card,
     confirmation_card,
+    meeting_now_card,
     results_card,
 )
 from cards.common import message_card
@@ -255,6 +256,12 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "bookings": bookings_list_card(
             [make_booking(), make_booking(id=OTHER_ATTEMPT, room_name="Willow")], time_zone=ZONE
         ),
+        "meeting_now": meeting_now_card(
+            "https://teams.microsoft.com/l/meetup-join/now", start=START, end=END, time_zone=ZONE
+        ),
+        "meeting_now_unavailable": meeting_now_card(None, start=START, end=END, time_zone=ZONE),
+        "welcome_graph": welcome_card(user_name="Ada", online_meetings=True),
+        "help_graph": help_card(online_meetings=True),
         "turn_error": message_card("Something went wrong", "Sorry, I could not finish that."),
     }
     for error in errors:
@@ -439,9 +446,19 @@ def test_help_lists_every_command_with_a_button() -> None:
     verbs = {a["verb"] for a in actions_of(card)}
 
     for command in COMMANDS:
-        assert command.phrases[0] in text_of(card)
+        assert command.phrases[0] in text_of(CARDS["help_graph"])
+        if not command.needs_online_meetings:
+            assert command.phrases[0] in text_of(card)
     assert {Verb.BOOKING_START, Verb.BOOKING_LIST} <= verbs
     assert "make me a sandwich" in text_of(CARDS["help_not_understood"])
+
+
+def test_meet_now_is_offered_only_with_microsoft_365() -> None:
+    assert Verb.MEETING_NOW in {a["verb"] for a in actions_of(CARDS["welcome_graph"])}
+    assert Verb.MEETING_NOW in {a["verb"] for a in actions_of(CARDS["help_graph"])}
+    assert Verb.MEETING_NOW not in {a["verb"] for a in actions_of(CARDS["help"])}
+    assert "Join the Teams meeting" in text_of(CARDS["meeting_now"])
+    assert "DIRECTORY=graph" in text_of(CARDS["meeting_now_unavailable"])
 
 
 def test_error_cards_never_show_exception_text() -> None:

@@ -1,0 +1,323 @@
+"""Booking in graph mode end to end: Microsoft 365 Agents Playground, the real `python app.py`
+with DIRECTORY=graph, a fake Microsoft Graph and a fake Bot Framework token service.
+
+The fakes run in the test's event loop as aiohttp servers on 127.0.0.1; the bot (a subprocess)
+reaches them over HTTP. Every verb, every action's data and every input id comes from the card
+the Playground pushed, and every Graph request is checked against the v1.0 metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.cardquery import input_values
+from tests.support.fake_graph import FakeGraph, FakeTenant
+from tests.support.fake_token_service import FakeTokenService
+from tests.support.graph_contract import metadata_available
+from tests.support.playground import (
+    PLAYGROUND_BIN,
+    Message,
+    Playground,
+    card_text,
+    find_action,
+    find_actions,
+    free_port,
+    input_ids,
+)
+from tests.support.prereq import repo_root, require
+
+pytestmark = pytest.mark.e2e
+
+CONNECTION = "graph"
+TOKEN_EXCHANGE_URI = "api://frontdesk.contoso.example/botid-00000000-0000-0000-0000-000000000001"
+USER_TOKEN = "token-megan"  # a FakeTenant.demo() user's delegated token
+OAUTH_CARD = "application/vnd.microsoft.card.oauth"
+JOIN_LINK = re.compile(r"\[Join the Teams meeting\]\((\S+)\)")
+# Settings the developer's shell might carry that would change the app under test.
+SCRUBBED_ENV_PREFIXES = (
+    "MICROSOFT_APP_",
+    "DATABASE_URL",
+    "ROOMS_FILE",
+    "DIRECTORY",
+    "GRAPH_",
+    "BOT_OAUTH_URL",
+    "OAUTH_",
+    "AAD_",
+    "ROOM_CACHE",
+)
+
+
+@dataclass
+class Microsoft365:
+    graph: FakeGraph
+    tokens: FakeTokenService
+
+
+@dataclass
+class BotProcess:
+    endpoint: str
+    log: Path
+
+
+@pytest.fixture
+async def m365() -> AsyncIterator[Microsoft365]:
+    """A fake Graph with the demo tenant (rooms answer on `settle()`) and a token service."""
+    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
+    async with FakeGraph(FakeTenant.demo()) as graph, FakeTokenService() as tokens:
+        tokens.add_connection(CONNECTION, token_exchange_uri=TOKEN_EXCHANGE_URI)
+        graph.room_response_delay = None  # rooms answer when the test says so
+        yield Microsoft365(graph=graph, tokens=tokens)
+
+
+@pytest.fixture
+async def frontdesk(tmp_path: Path, m365: Microsoft365) -> AsyncIterator[BotProcess]:
+    """`python app.py` in local mode with DIRECTORY=graph on a free loopback port."""
+    require(shutil.which("node") is not None, "node is not on PATH")
+    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+    port = free_port()
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(SCRUBBED_ENV_PREFIXES)
+    }
+    env.update(
+        HOST="127.0.0.1",
+        PORT=str(port),
+        MICROSOFT_APP_ID="",  # local mode, also over a stray .env
+        DATABASE_URL=f"sqlite:///{tmp_path / 'frontdesk.db'}",
+        TIMEZONE="UTC",
+        LOG_LEVEL="INFO",
+        DIRECTORY="graph",
+        GRAPH_BASE_URL=m365.graph.base_url,
+        BOT_OAUTH_URL=m365.tokens.base_url,
+        OAUTH_CONNECTION_NAME=CONNECTION,
+    )
+    log = tmp_path / "frontdesk.log"
+    out = log.open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "app.py", cwd=repo_root(), env=env, stdout=out, stderr=out
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(base_url, process, log)
+        yield BotProcess(endpoint=f"{base_url}/api/messages", log=log)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        out.close()
+        # Captured: pytest shows it only when the test failed.
+        print(f"==> {log} <==\n{_text(log)[-20_000:]}")
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def _wait_ready(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(150):
+            if process.returncode is not None:
+                raise AssertionError(f"app.py exited: {_text(log)}")
+            try:
+                async with session.get(f"{base_url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"app.py did not become ready: {_text(log)}")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def mailbox_of(graph: FakeGraph, token: str) -> str:
+    """The mailbox of the tenant user this delegated token belongs to."""
+    return graph.tenant.users[graph.tenant.tokens[token]].mail
+
+
+def sign_in(pg: Playground, m365: Microsoft365) -> None:
+    """Store a token for the Playground's user: the bot asks for it with the activity's from.id."""
+    m365.tokens.sign_in(pg.config.current_user_id, CONNECTION, USER_TOKEN)
+
+
+def the_day_after(form: Mapping[str, Any]) -> str:
+    """The day after the form's default date (today in the zone the form's times are in)."""
+    today = input_values(form)["date"]
+    assert today, f"the form has no default date: {card_text(form)}"
+    return (date.fromisoformat(today) + timedelta(days=1)).isoformat()
+
+
+def form_inputs(card: Mapping[str, Any], **changes: str) -> dict[str, Any]:
+    """The values a user leaves in the form (its defaults) with their own changes."""
+    values: dict[str, Any] = input_values(card)
+    unknown = set(changes) - set(input_ids(card))
+    assert not unknown, f"the form has no inputs {unknown}"
+    values.update(changes)
+    return values
+
+
+def book_buttons(card: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        action
+        for action in find_actions(card)
+        if action["type"] == "Action.Execute"
+        and str(action.get("title", "")).startswith("Book ")
+        and action.get("title") != "Book a room"
+    ]
+
+
+async def bot_answered(pg: Playground, message_id: str) -> None:
+    """The bot answered the invoke on this message with HTTP 200 and statusCode 200."""
+    full = await pg.bot_invoke_response(message_id)
+    assert full["statusCode"] == 200, full
+    assert full["body"]["statusCode"] == 200, full
+
+
+async def press(
+    pg: Playground,
+    message: Message,
+    action: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+) -> Message:
+    """Press a button on the card shown; the card the answer put in its place."""
+    await pg.invoke_action(message, action, inputs)
+    await bot_answered(pg, message.id)
+    return pg.latest_card()
+
+
+async def results_for_tomorrow(pg: Playground) -> Message:
+    """`book`, then the form filled for tomorrow 10:00 and 4 people, then Find rooms."""
+    await pg.send_message("book")
+    form = await pg.wait_for_card()
+    assert {"date", "start", "attendees"} <= set(input_ids(form.card)), card_text(form.card)
+    inputs = form_inputs(form.card, date=the_day_after(form.card), start="10:00", attendees="4")
+    results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
+    assert "Free rooms" in card_text(results.card), card_text(results.card)
+    assert book_buttons(results.card), card_text(results.card)
+    return results
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+async def test_book_in_graph_mode_through_the_playground(
+    frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
+) -> None:
+    graph = m365.graph
+    mailbox = mailbox_of(graph, USER_TOKEN)
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        sign_in(pg, m365)
+        results = await results_for_tomorrow(pg)
+        first = book_buttons(results.card)[0]
+        room = first["title"].removeprefix("Book ")
+
+        confirmation = await press(pg, results, first)
+
+        text = card_text(confirmation.card)
+        assert "Room booked" in text and room in text, text
+        assert "Room's answer: Pending" in text, text
+        link = JOIN_LINK.search(text)
+        assert link, text
+        [event] = graph.calendar(mailbox)
+        [resource] = [a for a in event.attendees if a.get("type") == "resource"]
+        assert graph.tenant.room(resource["emailAddress"]["address"]) is not None, resource
+        assert event.online_meeting and event.online_meeting.get("joinUrl"), event.online_meeting
+        assert link.group(1) == event.online_meeting["joinUrl"]
+        assert event.transaction_id
+
+        # The room answers; Teams would then send the card's refresh action by itself (with
+        # trigger "automatic") when the user looks at it. The Playground never does: send it.
+        refresh = confirmation.card["refresh"]
+        assert pg.config.current_user_id in refresh["userIds"], refresh
+        await graph.settle()
+        await pg.invoke(
+            confirmation.id,
+            str(refresh["action"]["verb"]),
+            refresh["action"].get("data") or {},
+            title=refresh["action"].get("title"),
+            conversation_id=confirmation.conversation_id,
+            trigger="automatic",
+        )
+        await bot_answered(pg, confirmation.id)
+        refreshed = pg.latest_card()
+        assert "Room's answer: Accepted" in card_text(refreshed.card), card_text(refreshed.card)
+        assert "refresh" not in refreshed.card
+
+        await pg.send_message("my bookings")
+        listing = await pg.wait_for_card()
+        assert room in card_text(listing.card), card_text(listing.card)
+        asking = await press(pg, listing, find_action(listing.card, "Cancel"))
+        assert "Cancel this booking?" in card_text(asking.card)
+        assert "comment" in input_ids(asking.card)
+        done = await press(
+            pg, asking, find_action(asking.card, "Yes, cancel it"), {"comment": "Graph E2E done"}
+        )
+
+        assert "Booking cancelled" in card_text(done.card), card_text(done.card)
+        assert "Graph E2E done" in card_text(done.card)
+        assert graph.calendar(mailbox) == []
+    graph.assert_contract()
+
+
+async def test_a_throttled_booking_still_books_once_through_the_playground(
+    frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
+) -> None:
+    graph = m365.graph
+    mailbox = mailbox_of(graph, USER_TOKEN)
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        sign_in(pg, m365)
+        results = await results_for_tomorrow(pg)
+        graph.throttle("/me/events", times=2, retry_after=1)
+
+        confirmation = await press(pg, results, book_buttons(results.card)[0])
+
+        assert "Room booked" in card_text(confirmation.card), card_text(confirmation.card)
+        assert len(graph.calendar(mailbox)) == 1
+        posts = [r for r in graph.requests_to("POST") if r.path.endswith("/me/events")]
+        assert len(posts) == 3  # two throttled, the third created the event
+    graph.assert_contract()
+
+
+async def test_sign_in_is_requested_before_the_first_booking(
+    frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
+) -> None:
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        await pg.send_message("book")
+
+        message = await pg.wait_for(lambda m: OAUTH_CARD in content_types(m))
+
+        assert message.source == "stream" and message.kind == "create", message
+        assert message.conversation_id == pg.config.personal_chat_id
+        [attachment] = message.raw["message"]["attachments"]
+        card = attachment["content"]
+        assert card["connectionName"] == CONNECTION
+        assert card["buttons"][0]["type"] == "signin"
+        assert card["buttons"][0]["value"].startswith(m365.tokens.base_url)
+        assert card["tokenExchangeResource"]["uri"] == TOKEN_EXCHANGE_URI
+        assert not message.cards  # no booking form before signing in
+    assert m365.graph.requests == []
+    m365.graph.assert_contract()
+
+
+def content_types(message: Message) -> list[str]:
+    """The contentType of every attachment of a message frame (Adaptive Card or not)."""
+    if message.source != "stream":
+        return []
+    attachments = message.raw.get("message", {}).get("attachments") or []
+    return [str(a.get("contentType")) for a in attachments if isinstance(a, Mapping)]
