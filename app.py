@@ -96,7 +96,9 @@ def build_components(
         directory=directory,
         bookings=bookings,
         policy=BookingPolicy(
-            max_minutes=settings.max_booking_minutes, max_days_ahead=settings.max_days_ahead
+            max_minutes=settings.max_booking_minutes,
+            max_days_ahead=settings.max_days_ahead,
+            max_occurrences=settings.max_occurrences,
         ),
         clock=clock,
     )

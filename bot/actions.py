@@ -40,6 +40,8 @@ from cards.booking import (
     confirmation_card,
     meeting_now_card,
     results_card,
+    series_booked_card,
+    series_plan_card,
 )
 from cards.common import Card, action, message_card
 from cards.help import help_card, welcome_card
@@ -88,6 +90,9 @@ class CardActions:
             Verb.ACCOUNT_SIGN_OUT: self.sign_out,
             Verb.BOOKING_ALTERNATIVES: self.alternatives,
             Verb.MEETING_NOW: self.meeting_now,
+            Verb.BOOKING_SERIES: self.series,
+            Verb.BOOKING_SERIES_BOOK: self.book_series,
+            Verb.BOOKING_CANCEL_SERIES: self.cancel_series,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -156,6 +161,7 @@ class CardActions:
             rooms=await self._booking.rooms(actor),
             time_zone=actor.time_zone,
             online_meetings_available=self._booking.online_meetings_available,
+            max_occurrences=self._booking.max_occurrences,
         )
 
     async def search(self, actor: Actor, data: Mapping[str, Any]) -> Card:
@@ -174,6 +180,7 @@ class CardActions:
             time_zone=actor.time_zone,
             error=message,
             online_meetings_available=self._booking.online_meetings_available,
+            max_occurrences=self._booking.max_occurrences,
         )
 
     async def book(self, actor: Actor, data: Mapping[str, Any]) -> Card:
@@ -196,6 +203,44 @@ class CardActions:
             # A redelivered click finds the same booking and shows the same card.
             message="Your room is booked.",
             refresh_user_id=actor.channel_user_id or None,
+        )
+
+    async def series(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        """Book a repeating search in a room: at once when every date is free, else ask."""
+        attempt, room_id = _uuid(data, "attempt"), _room_id(data)
+        if await self._booking.series_bookings(actor, attempt):
+            # The click came again (redelivery, a second press): show what it booked.
+            return await self._series_booked(actor, attempt, room_id, substitute=False)
+        plan = await self._booking.plan_series(actor, attempt, room_id)
+        if all(occurrence.free for occurrence in plan):
+            return await self._series_booked(actor, attempt, room_id, substitute=False)
+        room = await self._booking.room(actor, room_id)
+        return series_plan_card(plan, attempt_id=attempt, room=room, time_zone=actor.time_zone)
+
+    async def book_series(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        substitute = data.get("substitute")
+        if not isinstance(substitute, bool):
+            raise MalformedAction("substitute must be true or false")
+        return await self._series_booked(
+            actor, _uuid(data, "attempt"), _room_id(data), substitute=substitute
+        )
+
+    async def _series_booked(
+        self, actor: Actor, attempt: str, room_id: str, *, substitute: bool
+    ) -> Card:
+        result = await self._booking.book_series(actor, attempt, room_id, substitute=substitute)
+        return series_booked_card(
+            result,
+            time_zone=actor.time_zone,
+            online_meetings_available=self._booking.online_meetings_available,
+        )
+
+    async def cancel_series(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        cancelled = await self._booking.cancel_series(actor, _uuid(data, "series"), None)
+        return message_card(
+            "Repeating booking cancelled",
+            f"{len(cancelled)} upcoming dates were cancelled and their rooms are free again.",
+            actions=[action("My bookings", Verb.BOOKING_LIST)],
         )
 
     async def meeting_now(self, actor: Actor, data: Mapping[str, Any]) -> Card:

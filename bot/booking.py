@@ -15,8 +15,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.directory import CalendarHold, Interval, RoomDirectory
-from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval
-from bot.models import Actor, Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
+from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval, RoomTaken
+from bot.models import (
+    Actor,
+    Equipment,
+    FormValues,
+    Offer,
+    Repeat,
+    Room,
+    SearchQuery,
+    SearchResult,
+)
 from bot.storage.repository import BookingRepository
 from bot.storage.tables import Booking, BookingDraft, BookingStatus
 
@@ -29,6 +38,28 @@ MAX_SUBJECT = 255
 MAX_COMMENT = 500
 _TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 _DEFAULT_SUBJECT = "Meeting"
+
+
+@dataclass(frozen=True)
+class SeriesOccurrence:
+    """One occurrence of a repeating booking: the chosen room if free, else another free one."""
+
+    index: int
+    start: datetime
+    end: datetime
+    room: Room | None
+    free: bool
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    booked: list[Booking]
+    skipped: list[SeriesOccurrence]
+
+
+def _occurrence_attempt(series_attempt: str, index: int) -> str:
+    """The attempt id of one occurrence, fixed so that each occurrence books once."""
+    return str(uuid.uuid5(uuid.UUID(series_attempt), f"occurrence-{index}"))
 
 
 def system_clock() -> datetime:
@@ -47,6 +78,7 @@ class BookingPolicy:
     day_starts: time = time(7, 0)
     day_ends: time = time(20, 0)
     upcoming_limit: int = 20
+    max_occurrences: int = 12
 
 
 class BookingService:
@@ -70,6 +102,14 @@ class BookingService:
     @property
     def online_meetings_available(self) -> bool:
         return self._directory.supports_online_meetings
+
+    @property
+    def max_occurrences(self) -> int:
+        return self._policy.max_occurrences
+
+    async def room(self, actor: Actor, room_id: str) -> Room:
+        """A room of the directory; NotFound when it is not (or no longer) there."""
+        return await self._room(actor, room_id)
 
     # -- the form --------------------------------------------------------------------
     def default_form(self, time_zone: ZoneInfo) -> FormValues:
@@ -113,6 +153,8 @@ class BookingService:
             equipment=draft.equipment,
             subject="" if draft.subject == _DEFAULT_SUBJECT else draft.subject,
             online_meeting=draft.online_meeting,
+            repeat=draft.repeat,
+            occurrences=str(draft.occurrences) if draft.occurrences > 1 else "",
         )
 
     @staticmethod
@@ -136,6 +178,8 @@ class BookingService:
             equipment=text("equipment", fallback.equipment),
             subject=text("subject", fallback.subject),
             online_meeting=_parse_bool(inputs.get("online"), fallback.online_meeting),
+            repeat=text("repeat", fallback.repeat),
+            occurrences=text("occurrences", fallback.occurrences),
         )
 
     async def parse_form(self, inputs: Mapping[str, Any], actor: Actor) -> SearchQuery:
@@ -195,6 +239,15 @@ class BookingService:
             if floor not in {room.floor for room in rooms}:
                 raise InputError("Pick a floor from the list.", field="floor")
         equipment = _parse_equipment(inputs.get("equipment"))
+        repeat, count = self._parse_repeat(inputs)
+        if repeat is not Repeat.NONE:
+            last = day + repeat.step * (count - 1)
+            if last > last_day:
+                raise InputError(
+                    f"The last of {count} occurrences ({last:%a %d %b %Y}) is past the "
+                    f"{self._policy.max_days_ahead} days ahead that can be booked.",
+                    field="occurrences",
+                )
         subject = (_optional_str(inputs.get("subject")) or _DEFAULT_SUBJECT).strip()
         if len(subject) > MAX_SUBJECT:
             raise InputError(
@@ -211,11 +264,33 @@ class BookingService:
             building=building,
             floor=floor,
             equipment=equipment,
+            repeat=repeat,
+            count=count,
         )
+
+    def _parse_repeat(self, inputs: Mapping[str, Any]) -> tuple[Repeat, int]:
+        raw = _optional_str(inputs.get("repeat")) or Repeat.NONE.value
+        try:
+            repeat = Repeat(raw)
+        except ValueError:
+            raise InputError(
+                "Pick how the booking repeats from the list.", field="repeat"
+            ) from None
+        if repeat is Repeat.NONE:
+            return repeat, 1
+        count = _parse_int(inputs.get("occurrences"), field="occurrences", label="number of times")
+        if not 2 <= count <= self._policy.max_occurrences:
+            raise InputError(
+                f"A repeating booking happens 2 to {self._policy.max_occurrences} times.",
+                field="occurrences",
+            )
+        return repeat, count
 
     # -- search ------------------------------------------------------------------------
     async def search(self, actor: Actor, query: SearchQuery) -> SearchResult:
         """Free rooms that fit, best fit first; alternatives when nothing fits."""
+        if query.repeat is not Repeat.NONE:
+            return await self._search_series(actor, query)
         rooms = list(await self._directory.list_rooms(actor))
         fitting = [room for room in rooms if _fits(room, query)]
         busy = await self._directory.busy_times(fitting, query.start, query.end, actor)
@@ -241,6 +316,164 @@ class BookingService:
             other_times=other_times,
             other_rooms=other_rooms,
         )
+
+    async def _search_series(self, actor: Actor, query: SearchQuery) -> SearchResult:
+        """A repeating search: rooms free every time first, then those free most often."""
+        rooms = [room for room in await self._directory.list_rooms(actor) if _fits(room, query)]
+        occurrences = query.occurrences()
+        busy = await self._busy_over(actor, rooms, occurrences)
+        usual = await self._usual_location(actor, rooms)
+        counted = [
+            (room, sum(_is_free(busy.get(room.id, ()), s, e) for s, e in occurrences))
+            for room in rooms
+        ]
+        counted = [(room, free) for room, free in counted if free > 0]
+        counted.sort(key=lambda pair: (-pair[1], _rank(pair[0], query, usual)))
+        draft = self._draft(actor, query)
+        await self._bookings.save_drafts([draft])
+        offers = [
+            Offer(room=room, attempt_id=draft.id, start=query.start, end=query.end, free_count=free)
+            for room, free in counted[: self._policy.results_limit]
+        ]
+        return SearchResult(query=query, attempt_id=draft.id, offers=offers)
+
+    async def _busy_over(
+        self, actor: Actor, rooms: Sequence[Room], occurrences: Sequence[Interval]
+    ) -> dict[str, list[Interval]]:
+        """Busy times of the rooms over all occurrences, read in windows of at most 60 days."""
+        busy: dict[str, list[Interval]] = {room.id: [] for room in rooms}
+        if not rooms:
+            return busy
+        windows: list[Interval] = []
+        for start, end in occurrences:
+            if windows and end - windows[-1][0] <= timedelta(days=60):
+                windows[-1] = (windows[-1][0], end)
+            else:
+                windows.append((start, end))
+        answers = await asyncio.gather(
+            *(self._directory.busy_times(rooms, s, e, actor) for s, e in windows)
+        )
+        for answer in answers:
+            for room_id, intervals in answer.items():
+                busy.setdefault(room_id, []).extend(intervals)
+        return busy
+
+    async def plan_series(
+        self, actor: Actor, attempt_id: str, room_id: str
+    ) -> list[SeriesOccurrence]:
+        """Each occurrence of a repeating search with this room: free, or taken with the best
+        other free room at that time (None when no other room fits)."""
+        draft = await self._bookings.get_draft(
+            attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        query = _query_of(draft, actor.time_zone)
+        if query.repeat is Repeat.NONE:
+            raise MalformedAction("not a repeating search")
+        room = await self._room(actor, room_id)
+        if room.needs_approval:
+            raise RoomNeedsApproval(room.name)
+        rooms = [r for r in await self._directory.list_rooms(actor) if _fits(r, query)]
+        if room.id not in {r.id for r in rooms}:
+            raise MalformedAction("room does not fit the search it was offered in")
+        occurrences = query.occurrences()
+        busy = await self._busy_over(actor, rooms, occurrences)
+        usual = await self._usual_location(actor, rooms)
+        plan = []
+        for index, (start, end) in enumerate(occurrences):
+            if _is_free(busy.get(room.id, ()), start, end):
+                plan.append(SeriesOccurrence(index, start, end, room, free=True))
+                continue
+            others = [
+                r
+                for r in rooms
+                if r.id != room.id
+                and not r.needs_approval
+                and _is_free(busy.get(r.id, ()), start, end)
+            ]
+            other = min(others, key=lambda r: _rank(r, query, usual)) if others else None
+            plan.append(SeriesOccurrence(index, start, end, other, free=False))
+        return plan
+
+    async def book_series(
+        self, actor: Actor, attempt_id: str, room_id: str, *, substitute: bool
+    ) -> SeriesResult:
+        """Book every free occurrence in the room; the taken ones in another room when
+        `substitute`, else skip them. Each occurrence books once, however often this runs."""
+        plan = await self.plan_series(actor, attempt_id, room_id)
+        draft = await self._bookings.get_draft(
+            attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        booked: list[Booking] = []
+        skipped: list[SeriesOccurrence] = []
+        for occurrence in plan:
+            done = await self._bookings.by_attempt(_occurrence_attempt(draft.id, occurrence.index))
+            if done is not None:
+                booked.append(done)  # booked by an earlier delivery of this click
+                continue
+            target = occurrence.room if (occurrence.free or substitute) else None
+            if target is None or occurrence.start < self._clock():
+                skipped.append(occurrence)
+                continue
+            booking = self._occurrence_booking(actor, draft, occurrence, target)
+            try:
+                created, is_new = await self._bookings.create(booking)
+            except RoomTaken:
+                skipped.append(occurrence)
+                continue
+            if is_new or (created.event_id is None and self.online_meetings_available):
+                created = await self._hold(actor, created, target)
+            booked.append(created)
+        logger.info(
+            "booked series=%s occurrences=%d skipped=%d", attempt_id, len(booked), len(skipped)
+        )
+        return SeriesResult(booked=booked, skipped=skipped)
+
+    def _occurrence_booking(
+        self, actor: Actor, draft: BookingDraft, occurrence: SeriesOccurrence, room: Room
+    ) -> Booking:
+        return Booking(
+            id=self._new_id(),
+            # Fixed per occurrence: a redelivered click books each occurrence once.
+            attempt_id=_occurrence_attempt(draft.id, occurrence.index),
+            series_id=draft.id,
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            user_name=actor.name[:256],
+            room_id=room.id,
+            room_name=room.name,
+            building=room.building,
+            floor_label=room.floor_label,
+            subject=draft.subject,
+            start_at=occurrence.start,
+            end_at=occurrence.end,
+            attendees=draft.attendees,
+            online_meeting=draft.online_meeting,
+            join_url=None,
+            time_zone=draft.time_zone,
+            created_at=self._clock(),
+        )
+
+    async def series_bookings(self, actor: Actor, series_id: str) -> list[Booking]:
+        """The user's upcoming occurrences already booked from this search."""
+        return await self._bookings.series(
+            series_id, tenant_id=actor.tenant_id, user_id=actor.user_id, now=self._clock()
+        )
+
+    async def cancel_series(
+        self, actor: Actor, series_id: str, comment: str | None
+    ) -> list[Booking]:
+        """Cancel every upcoming occurrence of a series the user booked."""
+        bookings = await self._bookings.series(
+            series_id, tenant_id=actor.tenant_id, user_id=actor.user_id, now=self._clock()
+        )
+        if not bookings:
+            raise NotFound("That series was not found among your bookings.")
+        cancelled = []
+        for booking in bookings:
+            if booking.status == BookingStatus.CONFIRMED:
+                done, _ = await self.cancel(actor, booking.id, comment)
+                cancelled.append(done)
+        return cancelled
 
     async def search_again(self, actor: Actor, attempt_id: str) -> SearchResult:
         """Run a stored search again (after the room was just taken, say)."""
@@ -364,6 +597,8 @@ class BookingService:
             online_meeting=query.online_meeting,
             time_zone=query.time_zone.key,
             created_at=self._clock(),
+            repeat=query.repeat.value,
+            occurrences=query.count,
         )
 
     # -- booking -------------------------------------------------------------------------
@@ -372,6 +607,8 @@ class BookingService:
         draft = await self._bookings.get_draft(
             attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
         )
+        if draft.occurrences > 1:
+            raise MalformedAction("a repeating search is booked with booking.series")
         room = await self._room(actor, room_id)
         if room.needs_approval:
             raise RoomNeedsApproval(room.name)
@@ -567,6 +804,8 @@ def _replace_times(query: SearchQuery, start: datetime, end: datetime) -> Search
         building=query.building,
         floor=query.floor,
         equipment=query.equipment,
+        repeat=query.repeat,
+        count=query.count,
     )
 
 
@@ -581,6 +820,8 @@ def _query_of(draft: BookingDraft, time_zone: ZoneInfo) -> SearchQuery:
         building=draft.building,
         floor=draft.floor,
         equipment=frozenset(Equipment(e) for e in draft.equipment.split(",") if e),
+        repeat=Repeat(draft.repeat),
+        count=draft.occurrences,
     )
 
 

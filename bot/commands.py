@@ -24,6 +24,9 @@ class Verb(StrEnum):
     ACCOUNT_SIGN_OUT = "account.signOut"
     BOOKING_ALTERNATIVES = "booking.alternatives"
     MEETING_NOW = "meeting.now"
+    BOOKING_SERIES = "booking.series"
+    BOOKING_SERIES_BOOK = "booking.bookSeries"
+    BOOKING_CANCEL_SERIES = "booking.cancelSeries"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
         default=480, ge=15, le=1440, validation_alias="MAX_BOOKING_MINUTES"
     )
     max_days_ahead: int = Field(default=90, ge=1, le=730, validation_alias="MAX_DAYS_AHEAD")
+    max_occurrences: int = Field(default=12, ge=2, le=52, validation_alias="MAX_OCCURRENCES")
     allowed_tenants: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="ALLOWED_TENANTS"
     )

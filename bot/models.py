@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -25,6 +25,20 @@ _EQUIPMENT_LABELS = {
     Equipment.WHITEBOARD: "Whiteboard",
     Equipment.PHONE: "Conference phone",
 }
+
+
+class Repeat(StrEnum):
+    NONE = "none"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+    @property
+    def label(self) -> str:
+        return {"none": "Does not repeat", "daily": "Every day", "weekly": "Every week"}[self]
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(days=7 if self is Repeat.WEEKLY else 1)
 
 
 @dataclass(frozen=True)
@@ -73,10 +87,24 @@ class SearchQuery:
     building: str | None = None
     floor: int | None = None
     equipment: frozenset[Equipment] = frozenset()
+    repeat: Repeat = Repeat.NONE
+    count: int = 1
 
     @property
     def minutes(self) -> int:
         return int((self.end - self.start).total_seconds() // 60)
+
+    def occurrences(self) -> list[tuple[datetime, datetime]]:
+        """Every occurrence in UTC, keeping the wall-clock time in the user's zone (DST-safe)."""
+        local_start = self.start.astimezone(self.time_zone)
+        length = self.end - self.start
+        found = []
+        for index in range(self.count):
+            day = local_start.date() + self.repeat.step * index
+            start = datetime.combine(day, local_start.time().replace(tzinfo=None), self.time_zone)
+            start_utc = start.astimezone(UTC)
+            found.append((start_utc, start_utc + length))
+        return found
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,8 @@ class Offer:
     attempt_id: str
     start: datetime
     end: datetime
+    free_count: int | None = None
+    """For a repeating search: how many of the occurrences this room is free for."""
 
 
 @dataclass(frozen=True)
@@ -112,3 +142,5 @@ class FormValues:
     equipment: str
     subject: str
     online_meeting: bool
+    repeat: str = "none"
+    occurrences: str = ""

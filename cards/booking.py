@@ -25,9 +25,16 @@ from microsoft_teams.cards import (
     ToggleInput,
 )
 
-from bot.booking import DURATION_CHOICES, MAX_COMMENT, MAX_SUBJECT, duration_text
+from bot.booking import (
+    DURATION_CHOICES,
+    MAX_COMMENT,
+    MAX_SUBJECT,
+    SeriesOccurrence,
+    SeriesResult,
+    duration_text,
+)
 from bot.commands import Verb
-from bot.models import Equipment, FormValues, Offer, Room, SearchResult
+from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchResult
 from bot.storage.tables import Booking, BookingStatus
 from cards.common import (
     Card,
@@ -58,6 +65,7 @@ def booking_form(
     time_zone: ZoneInfo,
     error: str | None = None,
     online_meetings_available: bool,
+    max_occurrences: int = 12,
 ) -> Card:
     """The booking form, filled with defaults or with the user's inputs and a message."""
     buildings = sorted({room.building for room in rooms})
@@ -177,6 +185,34 @@ def booking_form(
             choices=[Choice(title=item.label, value=item.value) for item in Equipment],
             style="expanded",
         ),
+        ColumnSet(
+            columns=[
+                Column(
+                    width="stretch",
+                    items=[
+                        ChoiceSetInput(
+                            id="repeat",
+                            label="Repeat",
+                            value=values.repeat or Repeat.NONE.value,
+                            choices=[Choice(title=r.label, value=r.value) for r in Repeat],
+                            style="compact",
+                        )
+                    ],
+                ),
+                Column(
+                    width="stretch",
+                    items=[
+                        NumberInput(
+                            id="occurrences",
+                            label="How many times (when repeating)",
+                            value=_number(values.occurrences),
+                            min=2,
+                            max=max_occurrences,
+                        )
+                    ],
+                ),
+            ]
+        ),
         TextInput(
             id="subject",
             label="Subject",
@@ -255,6 +291,28 @@ def _offer_row(offer: Offer, time_zone: ZoneInfo, *, show_time: bool, title: str
     return Container(items=lines, separator=True)
 
 
+def _series_offer_row(offer: Offer, count: int) -> Container:
+    room = offer.room
+    free = offer.free_count or 0
+    when = f"Free all {count} times" if free == count else f"Free {free} of {count} times"
+    return Container(
+        separator=True,
+        items=[
+            TextBlock(text=room.name, weight="Bolder", wrap=True),
+            TextBlock(text=_room_facts(room), wrap=True, is_subtle=True, spacing="None"),
+            TextBlock(text=when, wrap=True, spacing="None"),
+            buttons(
+                action(
+                    f"Book {room.name}",
+                    Verb.BOOKING_SERIES,
+                    {"attempt": offer.attempt_id, "room": room.id},
+                    style="positive",
+                )
+            ),
+        ],
+    )
+
+
 def results_card(
     result: SearchResult,
     *,
@@ -276,11 +334,20 @@ def results_card(
         filters.append(", ".join(e.label.lower() for e in sorted(query.equipment)))
     if filters:
         summary += " · " + ", ".join(filters)
+    if query.repeat is not Repeat.NONE:
+        summary += f" · {query.repeat.label.lower()}, {query.count} times"
     body: list[CardElement] = [*heading("Free rooms", summary)]
     if message:
         body.append(notice(message, tone="warning"))
     bookable = [offer for offer in result.offers if not offer.room.needs_approval]
-    if bookable:
+    if query.repeat is not Repeat.NONE:
+        if not bookable:
+            body.append(
+                notice("No room that fits is free on any of those dates.", tone="attention")
+            )
+        for offer in bookable:
+            body.append(_series_offer_row(offer, query.count))
+    elif bookable:
         for offer in result.offers:
             body.append(
                 _offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}")
@@ -567,3 +634,99 @@ def meeting_now_card(
         actions=[OpenUrlAction(title="Join now", url=join_url)],
         fallback_text=f"Your Teams meeting: {join_url}",
     )
+
+
+def series_plan_card(
+    plan: Sequence[SeriesOccurrence], *, attempt_id: str, room: Room, time_zone: ZoneInfo
+) -> Card:
+    """Some dates of a repeating booking are taken: say which, and offer the choices."""
+    free = [o for o in plan if o.free]
+    taken = [o for o in plan if not o.free]
+    with_other = [o for o in taken if o.room is not None]
+    body: list[CardElement] = [
+        *heading(
+            f"{room.name} is taken on {len(taken)} of {len(plan)} dates",
+            "Book the free dates, use other rooms for the taken ones, or change the search.",
+        )
+    ]
+    lines = []
+    for occurrence in plan:
+        when = format_span(occurrence.start, occurrence.end, time_zone)
+        if occurrence.free:
+            lines.append(Fact(title=when, value=f"Free in {room.name}"))
+        elif occurrence.room is not None:
+            lines.append(Fact(title=when, value=f"Taken; {occurrence.room.name} is free"))
+        else:
+            lines.append(Fact(title=when, value="Taken; no other room fits"))
+    body.append(FactSet(facts=lines))
+    data = {"attempt": attempt_id, "room": room.id}
+    actions = []
+    if free:
+        actions.append(
+            action(
+                f"Book the {len(free)} free dates",
+                Verb.BOOKING_SERIES_BOOK,
+                {**data, "substitute": False},
+                style="positive",
+            )
+        )
+    if with_other:
+        actions.append(
+            action(
+                "Use other rooms for the taken dates",
+                Verb.BOOKING_SERIES_BOOK,
+                {**data, "substitute": True},
+            )
+        )
+    actions.append(action("Change search", Verb.BOOKING_START, {"attempt": attempt_id}))
+    return render(
+        body, actions=actions, fallback_text=f"{room.name} is taken on {len(taken)} dates"
+    )
+
+
+def series_booked_card(
+    result: SeriesResult, *, time_zone: ZoneInfo, online_meetings_available: bool
+) -> Card:
+    """What a repeating booking booked, date by date, and what it left out."""
+    booked = sorted(result.booked, key=lambda b: b.start_at)
+    body: list[CardElement] = [
+        *heading(
+            f"{len(booked)} dates booked" if booked else "Nothing was booked",
+            booked[0].subject if booked else None,
+        )
+    ]
+    facts = [
+        Fact(
+            title=format_span(b.start_at, b.end_at, time_zone),
+            value=f"{b.room_name}, {b.building}, {b.floor_label}",
+        )
+        for b in booked
+    ]
+    facts += [
+        Fact(title=format_span(o.start, o.end, time_zone), value="Not booked")
+        for o in result.skipped
+    ]
+    body.append(FactSet(facts=facts))
+    if booked and booked[0].online_meeting:
+        if not online_meetings_available:
+            body.append(TextBlock(text=NO_ONLINE_MEETINGS, wrap=True, is_subtle=True))
+        else:
+            body.append(
+                TextBlock(
+                    text="Each date is its own meeting in your calendar, with its Teams link.",
+                    wrap=True,
+                    is_subtle=True,
+                )
+            )
+    actions = [action("My bookings", Verb.BOOKING_LIST)]
+    if booked and booked[0].series_id:
+        actions.insert(
+            0,
+            action(
+                "Cancel all",
+                Verb.BOOKING_CANCEL_SERIES,
+                {"series": booked[0].series_id},
+                style="destructive",
+            ),
+        )
+    return render(body, actions=actions, fallback_text=f"{len(booked)} dates booked")

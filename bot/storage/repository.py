@@ -277,6 +277,24 @@ class BookingRepository:
             raise NotFound("That booking was not found among yours.")
         return booking, changed
 
+    async def series(
+        self, series_id: str, *, tenant_id: str, user_id: str, now: datetime
+    ) -> list[Booking]:
+        """The user's occurrences of a series that have not ended, by start."""
+        return await asyncio.to_thread(self._series, series_id, tenant_id, user_id, now)
+
+    def _series(self, series_id: str, tenant_id: str, user_id: str, now: datetime) -> list[Booking]:
+        statement = (
+            select(Booking)
+            .where(Booking.series_id == series_id)
+            .where(Booking.tenant_id == tenant_id)
+            .where(Booking.user_id == user_id)
+            .where(col(Booking.end_at) > now)
+            .order_by(col(Booking.start_at))
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
     async def recent_room_ids(self, *, tenant_id: str, user_id: str, limit: int = 50) -> list[str]:
         """Room ids of the user's latest bookings, newest first (for "usual building")."""
         return await asyncio.to_thread(self._recent_room_ids, tenant_id, user_id, limit)

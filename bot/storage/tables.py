@@ -49,6 +49,8 @@ class Booking(SQLModel, table=True):
     event_id: str | None = Field(default=None, max_length=512)
     room_response: str | None = Field(default=None, max_length=32)
     join_url_repaired: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    series_id: str | None = Field(default=None, max_length=36, index=True)
+    """Repeating bookings: the search (draft) the occurrences were booked from."""
     time_zone: str = Field(max_length=64)
     # Stored by value ('confirmed'): the PostgreSQL overlap constraint filters on it.
     status: BookingStatus = Field(
@@ -86,6 +88,8 @@ class BookingDraft(SQLModel, table=True):
     online_meeting: bool
     time_zone: str = Field(max_length=64)
     created_at: datetime = Field(sa_column=_utc())
+    repeat: str = Field(default="none", max_length=16, sa_column_kwargs={"server_default": "none"})
+    occurrences: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class ConversationRef(SQLModel, table=True):

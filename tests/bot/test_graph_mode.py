@@ -384,3 +384,21 @@ async def test_meet_now_gives_a_teams_link_and_help_offers_it(
     assert meeting["joinWebUrl"] in text_of(card)
     [join] = [a for a in walk(card) if a.get("type") == "Action.OpenUrl"]
     assert join["url"] == meeting["joinWebUrl"]
+
+
+async def test_a_weekly_booking_makes_one_event_per_date(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search({**SLOT, "repeat": "weekly", "occurrences": "3"})
+
+    booked = await frontdesk.press(execute_actions(results, Verb.BOOKING_SERIES)[0])
+
+    assert "3 dates booked" in text_of(booked)
+    events = graph.calendar(megan_mailbox(graph))
+    assert len(events) == 3
+    assert len({event.transaction_id for event in events}) == 3
+    assert [(e.start - events[0].start).days for e in events] == [0, 7, 14]
+    await frontdesk.press(action_titled(booked, "Cancel all"))
+    assert graph.calendar(megan_mailbox(graph)) == []

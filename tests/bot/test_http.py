@@ -74,6 +74,8 @@ FORM_INPUTS = {
     "equipment",
     "subject",
     "online",
+    "repeat",
+    "occurrences",
 }
 BOOKING_COLUMNS = (
     "id, attempt_id, tenant_id, user_id, user_name, room_id, room_name, building, floor_label, "
@@ -962,3 +964,36 @@ async def test_meet_now_without_microsoft_365_says_what_it_needs(frontdesk: Fron
 
     assert headline(card) == "Meet now"
     assert "DIRECTORY=graph" in text_of(card)
+
+
+# --- repeating bookings ---------------------------------------------------------------------
+
+
+async def test_a_weekly_booking_with_a_taken_date_offers_choices(frontdesk: Frontdesk) -> None:
+    weekly = {
+        "date": TODAY, "start": "10:00", "duration": "30", "attendees": "4",
+        "building": "Riverside", "floor": "2", "repeat": "weekly", "occurrences": "3",
+    }  # fmt: skip
+    # Someone holds the second date in the room that will come first.
+    single = await frontdesk.search({**weekly, "repeat": "none", "date": "2026-11-30"}, user=ALEX)
+    first_room = book_actions(single)[0]["data"]["room"]
+    taken = await frontdesk.press(book_actions(single)[0], user=ALEX)
+    assert "Room booked" in text_of(taken)
+
+    results = await frontdesk.search(weekly)
+    assert "every week, 3 times" in text_of(results)
+    [series_button] = [
+        a for a in execute_actions(results, Verb.BOOKING_SERIES) if a["data"]["room"] == first_room
+    ]
+    plan = await frontdesk.press(series_button)
+    assert "taken on 1 of 3 dates" in text_of(plan)
+    booked = await frontdesk.press(action_titled(plan, "Use other rooms for the taken dates"))
+    again = await frontdesk.press(action_titled(plan, "Use other rooms for the taken dates"))
+
+    assert "3 dates booked" in text_of(booked) and "3 dates booked" in text_of(again)
+    mine = [b for b in frontdesk.bookings() if b.user_id == MEGAN.aad_object_id]
+    assert len(mine) == 3 and len({b.series_id for b in mine}) == 1
+    assert sorted(b.room_id == first_room for b in mine) == [False, True, True]
+    done = await frontdesk.press(action_titled(booked, "Cancel all"))
+    assert "3 upcoming dates were cancelled" in text_of(done)
+    assert "no upcoming bookings" in text_of(await frontdesk.say("my bookings"))

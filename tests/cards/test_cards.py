@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.actions import _error_card
-from bot.booking import BookingService
+from bot.booking import BookingService, SeriesOccurrence, SeriesResult
 from bot.commands import COMMANDS, Verb
 from bot.errors import FrontdeskError, NotAllowed, NotFound, RoomNeedsApproval
-from bot.models import Equipment, FormValues, Offer, Room, SearchQuery, SearchResult
+from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchQuery, SearchResult
 from bot.storage.tables import Booking, BookingStatus
 from cards.booking import (
     NO_ONLINE_MEETINGS,
@@ -25,6 +25,8 @@ from cards.booking import (
     confirmation_card,
     meeting_now_card,
     results_card,
+    series_booked_card,
+    series_plan_card,
 )
 from cards.common import message_card
 from cards.help import help_card, welcome_card
@@ -91,6 +93,17 @@ QUERY = SearchQuery(
     time_zone=ZONE,
     building="Harbour House",
     equipment=frozenset({Equipment.DISPLAY}),
+)
+WEEK = timedelta(days=7)
+SERIES_QUERY = SearchQuery(
+    start=START,
+    end=END,
+    attendees=5,
+    subject="Weekly sync",
+    online_meeting=True,
+    time_zone=ZONE,
+    repeat=Repeat.WEEKLY,
+    count=4,
 )
 DEFAULTS = FormValues(
     date="2026-11-23",
@@ -262,6 +275,44 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "meeting_now_unavailable": meeting_now_card(None, start=START, end=END, time_zone=ZONE),
         "welcome_graph": welcome_card(user_name="Ada", online_meetings=True),
         "help_graph": help_card(online_meetings=True),
+        "results_series": results_card(
+            SearchResult(
+                query=SERIES_QUERY,
+                attempt_id=ATTEMPT,
+                offers=[
+                    Offer(room=WILLOW, attempt_id=ATTEMPT, start=START, end=END, free_count=4),
+                    Offer(room=COMPASS, attempt_id=ATTEMPT, start=START, end=END, free_count=3),
+                ],
+            ),
+            time_zone=ZONE,
+        ),
+        "series_plan": series_plan_card(
+            [
+                SeriesOccurrence(0, START, END, COMPASS, free=True),
+                SeriesOccurrence(1, START + WEEK, END + WEEK, WILLOW, free=False),
+                SeriesOccurrence(2, START + 2 * WEEK, END + 2 * WEEK, None, free=False),
+            ],
+            attempt_id=ATTEMPT,
+            room=COMPASS,
+            time_zone=ZONE,
+        ),
+        "series_booked": series_booked_card(
+            SeriesResult(
+                booked=[
+                    make_booking(series_id=ATTEMPT),
+                    make_booking(
+                        id=OTHER_ATTEMPT,
+                        series_id=ATTEMPT,
+                        start_at=START + WEEK,
+                        end_at=END + WEEK,
+                        room_name="Willow",
+                    ),
+                ],
+                skipped=[SeriesOccurrence(2, START + 2 * WEEK, END + 2 * WEEK, None, free=False)],
+            ),
+            time_zone=ZONE,
+            online_meetings_available=False,
+        ),
         "turn_error": message_card("Something went wrong", "Sorry, I could not finish that."),
     }
     for error in errors:
@@ -327,6 +378,8 @@ def test_form_has_every_input_labelled_with_sensible_defaults() -> None:
         "equipment",
         "subject",
         "online",
+        "repeat",
+        "occurrences",
     }
     assert all(node.get("label") for node in inputs.values())
     assert (inputs["date"]["value"], inputs["start"]["value"]) == ("2026-11-23", "10:00")
@@ -451,6 +504,27 @@ def test_help_lists_every_command_with_a_button() -> None:
             assert command.phrases[0] in text_of(card)
     assert {Verb.BOOKING_START, Verb.BOOKING_LIST} <= verbs
     assert "make me a sandwich" in text_of(CARDS["help_not_understood"])
+
+
+def test_series_cards_show_each_date_and_the_choices() -> None:
+    results = CARDS["results_series"]
+    plan = CARDS["series_plan"]
+    booked = CARDS["series_booked"]
+
+    assert "every week, 4 times" in text_of(results)
+    assert "Free all 4 times" in text_of(results) and "Free 3 of 4 times" in text_of(results)
+    assert {a["verb"] for a in actions_of(results)} >= {Verb.BOOKING_SERIES}
+    assert "Taken; Willow is free" in text_of(plan)
+    assert "Taken; no other room fits" in text_of(plan)
+    choices = [(a["verb"], a["data"].get("substitute")) for a in actions_of(plan)]
+    assert choices == [
+        (Verb.BOOKING_SERIES_BOOK, False),
+        (Verb.BOOKING_SERIES_BOOK, True),
+        (Verb.BOOKING_START, None),
+    ]
+    assert "2 dates booked" in text_of(booked) and "Not booked" in text_of(booked)
+    [cancel_all] = [a for a in actions_of(booked) if a["verb"] == Verb.BOOKING_CANCEL_SERIES]
+    assert cancel_all["data"] == {"series": ATTEMPT}
 
 
 def test_meet_now_is_offered_only_with_microsoft_365() -> None:

@@ -120,8 +120,6 @@ async def frontdesk(tmp_path: Path, m365: Microsoft365) -> AsyncIterator[BotProc
                 process.kill()
                 await process.wait()
         out.close()
-        # Captured: pytest shows it only when the test failed.
-        print(f"==> {log} <==\n{_text(log)[-20_000:]}")
 
 
 def _text(path: Path) -> str:
@@ -236,7 +234,9 @@ async def test_book_in_graph_mode_through_the_playground(
         assert link, text
         [event] = graph.calendar(mailbox)
         [resource] = [a for a in event.attendees if a.get("type") == "resource"]
-        assert graph.tenant.room(resource["emailAddress"]["address"]) is not None, resource
+        room_mailbox = resource["emailAddress"]["address"]
+        booked_room = graph.tenant.room(room_mailbox)
+        assert booked_room is not None and booked_room.display_name == room, resource
         assert event.online_meeting and event.online_meeting.get("joinUrl"), event.online_meeting
         assert link.group(1) == event.online_meeting["joinUrl"]
         assert event.transaction_id
@@ -258,6 +258,7 @@ async def test_book_in_graph_mode_through_the_playground(
         refreshed = pg.latest_card()
         assert "Room's answer: Accepted" in card_text(refreshed.card), card_text(refreshed.card)
         assert "refresh" not in refreshed.card
+        assert graph.event(event.id).attendee_status(room_mailbox) == "accepted"
 
         await pg.send_message("my bookings")
         listing = await pg.wait_for_card()
@@ -272,6 +273,8 @@ async def test_book_in_graph_mode_through_the_playground(
         assert "Booking cancelled" in card_text(done.card), card_text(done.card)
         assert "Graph E2E done" in card_text(done.card)
         assert graph.calendar(mailbox) == []
+        assert graph.event(event.id).removed == "cancel"
+        assert graph.event(event.id).cancel_comment == "Graph E2E done"
     graph.assert_contract()
 
 
@@ -304,6 +307,7 @@ async def test_sign_in_is_requested_before_the_first_booking(
 
         assert message.source == "stream" and message.kind == "create", message
         assert message.conversation_id == pg.config.personal_chat_id
+        assert message.sender_id == pg.config.bot_id
         [attachment] = message.raw["message"]["attachments"]
         card = attachment["content"]
         assert card["connectionName"] == CONNECTION
@@ -311,6 +315,10 @@ async def test_sign_in_is_requested_before_the_first_booking(
         assert card["buttons"][0]["value"].startswith(m365.tokens.base_url)
         assert card["tokenExchangeResource"]["uri"] == TOKEN_EXCHANGE_URI
         assert not message.cards  # no booking form before signing in
+        asked = [r for r in m365.tokens.requests if r.path == "/api/usertoken/GetToken"]
+        assert asked, m365.tokens.requests
+        assert {r.query["userId"] for r in asked} == {pg.config.current_user_id}
+        assert {r.query["connectionName"] for r in asked} == {CONNECTION}
     assert m365.graph.requests == []
     m365.graph.assert_contract()
 

@@ -28,11 +28,12 @@ from bot.storage.repository import BookingRepository
 from tests.storage.conftest import make_booking
 
 APP_TABLES = {"booking", "booking_draft", "conversation_ref", "user_profile", "user_token_cache"}
-# The plain indexes 0001_initial creates, by table: name -> columns.
+# The plain indexes the migrations create, by table: name -> columns.
 MIGRATION_INDEXES = {
     "booking": {
         "ix_booking_user_upcoming": ["tenant_id", "user_id", "status", "end_at"],
         "ix_booking_room_time": ["room_id", "start_at", "end_at"],
+        "ix_booking_series_id": ["series_id"],
     },
     "booking_draft": {"ix_booking_draft_created": ["created_at"]},
     "conversation_ref": {"ix_conversation_ref_user": ["tenant_id", "user_id"]},
