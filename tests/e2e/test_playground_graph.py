@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -28,6 +29,7 @@ from tests.support.fake_token_service import FakeTokenService
 from tests.support.graph_contract import metadata_available
 from tests.support.playground import (
     PLAYGROUND_BIN,
+    PLAYGROUND_LABEL,
     Message,
     Playground,
     card_text,
@@ -211,6 +213,32 @@ async def results_for_tomorrow(pg: Playground) -> Message:
     return results
 
 
+async def turn_status(pg: Playground, text: str, *, after: int, timeout: float = 10.0) -> int:  # noqa: ASYNC109
+    """The HTTP status the bot answered the user's message `text` with, once its turn is over
+    (the Playground logs it on the log stream; `after`: the index in `log_items` to look from)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for item in pg.log_items[after:]:
+            request = (item.get("request") or {}).get("body") or {}
+            if (
+                item.get("from") == PLAYGROUND_LABEL
+                and item.get("activityName") == "message"
+                and isinstance(request, Mapping)
+                and request.get("text") == text
+            ):
+                return int((item.get("response") or {})["statusCode"])
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"the bot's turn for {text!r} did not end within {timeout} s")
+
+
+def content_types(message: Message) -> list[str]:
+    """The contentType of every attachment of a message frame (Adaptive Card or not)."""
+    if message.source != "stream":
+        return []
+    attachments = message.raw.get("message", {}).get("attachments") or []
+    return [str(a.get("contentType")) for a in attachments if isinstance(a, Mapping)]
+
+
 # --- tests -----------------------------------------------------------------------------------
 
 
@@ -301,9 +329,12 @@ async def test_sign_in_is_requested_before_the_first_booking(
     frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
 ) -> None:
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        before = len(pg.log_items)
         await pg.send_message("book")
 
         message = await pg.wait_for(lambda m: OAUTH_CARD in content_types(m))
+        # The frame comes before the Playground answers the bot's send: wait for the whole turn.
+        assert await turn_status(pg, "book", after=before) == 201
 
         assert message.source == "stream" and message.kind == "create", message
         assert message.conversation_id == pg.config.personal_chat_id
@@ -321,11 +352,3 @@ async def test_sign_in_is_requested_before_the_first_booking(
         assert {r.query["connectionName"] for r in asked} == {CONNECTION}
     assert m365.graph.requests == []
     m365.graph.assert_contract()
-
-
-def content_types(message: Message) -> list[str]:
-    """The contentType of every attachment of a message frame (Adaptive Card or not)."""
-    if message.source != "stream":
-        return []
-    attachments = message.raw.get("message", {}).get("attachments") or []
-    return [str(a.get("contentType")) for a in attachments if isinstance(a, Mapping)]
