@@ -15,6 +15,7 @@ from bot.actions import _error_card
 from bot.booking import BookingService, SeriesOccurrence, SeriesResult
 from bot.commands import COMMANDS, Verb
 from bot.errors import FrontdeskError, NotAllowed, NotFound, RoomNeedsApproval
+from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError
 from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchQuery, SearchResult
 from bot.storage.tables import Booking, BookingStatus
 from cards.booking import (
@@ -95,6 +96,7 @@ QUERY = SearchQuery(
     equipment=frozenset({Equipment.DISPLAY}),
 )
 WEEK = timedelta(days=7)
+CONSENT_URL = "https://login.microsoftonline.com/tenant-1/adminconsent?client_id=app-1"
 SERIES_QUERY = SearchQuery(
     start=START,
     end=END,
@@ -162,6 +164,9 @@ def all_cards() -> dict[str, dict[str, Any]]:
         RoomNeedsApproval("Boardroom"),
         NotAllowed("You cannot do that."),
         FrontdeskError("unexpected"),
+        ConsentRequired(CONSENT_URL),
+        AssertionExpired(),
+        IdentityError("could not get a token (secret detail)"),
     ]
     cards = {
         "welcome": welcome_card(user_name="Ada"),
@@ -533,6 +538,13 @@ def test_meet_now_is_offered_only_with_microsoft_365() -> None:
     assert Verb.MEETING_NOW not in {a["verb"] for a in actions_of(CARDS["help"])}
     assert "Join the Teams meeting" in text_of(CARDS["meeting_now"])
     assert "DIRECTORY=graph" in text_of(CARDS["meeting_now_unavailable"])
+
+
+def test_sign_in_problems_say_what_to_do_next() -> None:
+    consent = text_of(CARDS["error_ConsentRequired"])
+    assert "admin" in consent and CONSENT_URL in consent
+    assert "sign out" in text_of(CARDS["error_AssertionExpired"])
+    assert "secret detail" not in text_of(CARDS["error_IdentityError"])
 
 
 def test_error_cards_never_show_exception_text() -> None:

@@ -352,3 +352,74 @@ async def test_sign_in_is_requested_before_the_first_booking(
         assert {r.query["connectionName"] for r in asked} == {CONNECTION}
     assert m365.graph.requests == []
     m365.graph.assert_contract()
+
+
+async def _raw_invoke(pg: Playground, reply_to: str, value: dict[str, Any]) -> Any:
+    """An `adaptiveCard/action` with a value of our own through the Playground's invoke API."""
+    body = {
+        "name": "adaptiveCard/action",
+        "from": {"id": pg.config.current_user_id},
+        "conversation": {"id": pg.config.personal_chat_id},
+        "replyToId": reply_to,
+        "value": value,
+    }
+    pg.mark()
+    return await pg._request("POST", "/_conversation/v1/invoke", body)
+
+
+async def _sign_in_invoke(pg: Playground, name: str, value: dict[str, Any]) -> None:
+    """`signin/*` invokes: the Playground's invoke API refuses these names, so they go in
+    through its custom activities, which reach the bot as a Teams client's would."""
+    template = await pg.custom_activity_template("install")
+    activity = {
+        key: template[key]
+        for key in ("channelId", "serviceUrl", "from", "recipient", "conversation", "channelData")
+        if key in template
+    }
+    activity.update(type="invoke", name=name, value=value, id=f"signin-{name}-{value}")
+    pg.mark()
+    await pg.send_custom_activity(activity)
+
+
+async def test_sign_in_invokes_through_the_playground(
+    frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
+) -> None:
+    m365.tokens.allow_exchange(CONNECTION, "sso-from-teams", yields=USER_TOKEN)
+    async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
+        await pg.send_message("book")
+        await pg.wait_for(lambda m: OAUTH_CARD in content_types(m))
+
+        # Teams tries single sign-on with the OAuth card's exchange resource.
+        await _sign_in_invoke(
+            pg,
+            "signin/tokenExchange",
+            {"id": "2", "connectionName": CONNECTION, "token": "sso-from-teams"},
+        )
+        signed_in = await pg.wait_for_card()
+        assert "Signed in" in card_text(signed_in.card)
+        await pg.send_message("book")
+        form = await pg.wait_for_card()
+        assert "date" in input_ids(form.card)
+
+        # After signing out, a card action asks Teams for a login and resumes with the code.
+        await pg.send_message("sign out")
+        await pg.wait_for(lambda m: bool(m.cards) and "Signed out" in card_text(m.card))
+        find = find_action(form.card, "Find rooms")
+        inputs = form_inputs(form.card, date=the_day_after(form.card), start="10:00", attendees="4")
+        # A real search needs free/busy from Graph, so a token.
+        action = {"type": "Action.Execute", "verb": find["verb"], "data": inputs}
+        login = await _raw_invoke(pg, form.id, {"action": action})
+        assert login["type"] == "application/vnd.microsoft.activity.loginRequest"
+        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "424242", USER_TOKEN)
+        resumed = await _raw_invoke(pg, form.id, {"action": action, "state": "424242"})
+        assert resumed["type"] == "application/vnd.microsoft.card.adaptive"
+        assert "Free rooms" in card_text(resumed["value"])
+
+        # The magic-code invoke of the OAuth card's sign-in button works too.
+        await pg.send_message("sign out")
+        await pg.wait_for(lambda m: bool(m.cards) and "Signed out" in card_text(m.card))
+        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "777777", USER_TOKEN)
+        await _sign_in_invoke(pg, "signin/verifyState", {"state": "777777"})
+        again = await pg.wait_for_card()
+        assert "Signed in" in card_text(again.card)
+    m365.graph.assert_contract()
