@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.directory import CalendarHold, Interval, RoomDirectory
+from bot.directory import CalendarHold, CalendarState, Interval, RoomDirectory
 from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval, RoomTaken
 from bot.models import (
     Actor,
@@ -685,7 +685,12 @@ class BookingService:
             now=self._clock(),
             limit=self._policy.upcoming_limit,
         )
-        synced = await asyncio.gather(*(self._sync(actor, booking) for booking in bookings))
+        confirmed = [b for b in bookings if b.status == BookingStatus.CONFIRMED and b.event_id]
+        states = await self._directory.calendar_states(actor, confirmed) if confirmed else {}
+        synced = [
+            await self._apply(booking, states[booking.id]) if booking.id in states else booking
+            for booking in bookings
+        ]
         return [booking for booking in synced if booking.status != BookingStatus.CANCELLED]
 
     async def get(self, actor: Actor, booking_id: str) -> Booking:
@@ -702,6 +707,10 @@ class BookingService:
         state = await self._directory.calendar_state(actor, booking)
         if state is None:
             return booking
+        return await self._apply(booking, state)
+
+    async def _apply(self, booking: Booking, state: CalendarState) -> Booking:
+        """Record what the calendar says of a booking, when it says something new."""
         status, comment = BookingStatus.CONFIRMED, None
         if state.gone:
             status, comment = BookingStatus.CANCELLED, "Cancelled in Outlook."

@@ -64,6 +64,12 @@ class RoomDirectory(Protocol):
         """The booking's current state in the calendar (None: nothing to learn there)."""
         ...
 
+    async def calendar_states(
+        self, actor: Actor, bookings: Sequence[Booking]
+    ) -> Mapping[str, CalendarState]:
+        """The same for several bookings at once, by booking id (missing: nothing to learn)."""
+        ...
+
     async def meet_now(
         self, actor: Actor, *, subject: str, start: datetime, end: datetime
     ) -> str | None:

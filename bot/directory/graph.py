@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.directory import CalendarHold, CalendarState, Interval
-from bot.graph import GraphClient, GraphError, GraphNotFound
+from bot.graph import GraphClient, GraphError, GraphEvent, GraphNotFound
 from bot.identity.errors import IdentityError
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor, Room
@@ -158,6 +158,22 @@ class GraphDirectory:
         )
         return meeting.join_url
 
+    async def calendar_states(
+        self, actor: Actor, bookings: Sequence[Booking]
+    ) -> Mapping[str, CalendarState]:
+        """Every booking's event read in one `$batch` round trip (per 20 events)."""
+        held = [booking for booking in bookings if booking.event_id is not None]
+        if not held:
+            return {}
+        token = await self._tokens.graph_token(actor)
+        events = await self._graph.get_events(token, [b.event_id for b in held if b.event_id])
+        states: dict[str, CalendarState] = {}
+        for booking in held:
+            assert booking.event_id is not None
+            event = events.get(booking.event_id)
+            states[booking.id] = _state_of(booking, event)
+        return states
+
     async def release(self, actor: Actor, booking: Booking, comment: str | None) -> None:
         if booking.event_id is None:
             return
@@ -174,6 +190,13 @@ async def _calendar_state(graph: GraphClient, token: str, booking: Booking) -> C
     try:
         event = await graph.get_event(token, booking.event_id)
     except GraphNotFound:
+        return _state_of(booking, None)
+    return _state_of(booking, event)
+
+
+def _state_of(booking: Booking, event: GraphEvent | None) -> CalendarState:
+    """What an event (None: gone) says of a booking."""
+    if event is None:
         return CalendarState(room_response=booking.room_response, join_url=None, gone=True)
     response = event.room_responses.get(booking.room_id.lower())
     return CalendarState(

@@ -136,6 +136,11 @@ class LocalDirectory:
     async def calendar_state(self, actor: Actor, booking: Booking) -> CalendarState | None:
         return None
 
+    async def calendar_states(
+        self, actor: Actor, bookings: Sequence[Booking]
+    ) -> Mapping[str, CalendarState]:
+        return {}
+
     async def meet_now(
         self, actor: Actor, *, subject: str, start: datetime, end: datetime
     ) -> str | None:

@@ -402,3 +402,22 @@ async def test_a_weekly_booking_makes_one_event_per_date(
     assert [(e.start - events[0].start).days for e in events] == [0, 7, 14]
     await frontdesk.press(action_titled(booked, "Cancel all"))
     assert graph.calendar(megan_mailbox(graph)) == []
+
+
+async def test_my_bookings_reads_every_event_in_one_batch(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    graph, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    results = await frontdesk.search({**SLOT, "repeat": "daily", "occurrences": "3"})
+    await frontdesk.press(execute_actions(results, Verb.BOOKING_SERIES)[0])
+    await graph.settle()
+    before = len(graph.requests)
+
+    listing = await frontdesk.say("my bookings")
+
+    assert text_of(listing).count("Room's answer: Accepted") == 3
+    calls = [r for r in graph.requests[before:] if r.batch_id is None]
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in calls] == [("POST", "$batch")]
+    steps = [r for r in graph.requests[before:] if r.batch_id is not None]
+    assert len(steps) == 3 and all(r.method == "GET" for r in steps)

@@ -112,3 +112,30 @@ async def test_no_mailbox_zone_without_a_sign_in(setup: Setup) -> None:
     stranger = make_actor("someone-else")
 
     assert await zones.zone(stranger) is None
+
+
+async def test_events_are_read_in_one_batch_and_gone_ones_are_none(setup: Setup) -> None:
+    token = "token-megan"
+    [room] = setup.graph.tenant.rooms[:1]
+    start = FakeClock().now.replace(hour=9)
+    rooms = await setup.client.list_rooms(token)
+    target = next(r for r in rooms if r.email.lower() == room.email.lower())
+    event = await setup.client.create_booking_event(
+        token,
+        room=target,
+        subject="Sync",
+        body_html="<p>x</p>",
+        start=start,
+        end=start.replace(hour=10),
+        online_meeting=False,
+        transaction_id="11111111-2222-4333-8444-555555555555",
+    )
+    before = len(setup.graph.requests)
+
+    found = await setup.client.get_events(token, [event.id, "AAMkAGI2TG93AAA="])
+
+    assert found[event.id] is not None and found[event.id].subject == "Sync"  # type: ignore[union-attr]
+    assert found["AAMkAGI2TG93AAA="] is None
+    outer = [r for r in setup.graph.requests[before:] if r.batch_id is None]
+    assert len(outer) == 1
+    setup.graph.assert_contract()
