@@ -33,13 +33,20 @@ def _claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
-def is_graph_token(token: str) -> bool:
-    """Whether the token is for Microsoft Graph itself (else it is for the bot's own API)."""
+def is_graph_token(token: str, graph_resource: str = "https://graph.microsoft.com") -> bool:
+    """Whether the token is for Microsoft Graph itself (else it is for the bot's own API).
+
+    `graph_resource` is the cloud's Graph (`https://microsoftgraph.chinacloudapi.cn`, say).
+    """
     claims = _claims(token)
     if claims is None:
         return True  # opaque tokens cannot be exchanged; use them as they are
-    audience = str(claims.get("aud", ""))
-    return audience == _GRAPH_APP_ID or audience.startswith("https://graph.")
+    audience = str(claims.get("aud", "")).rstrip("/")
+    return (
+        audience == _GRAPH_APP_ID
+        or audience == graph_resource.rstrip("/")
+        or audience.startswith("https://graph.")
+    )
 
 
 class UserTokens:
@@ -74,7 +81,7 @@ class UserTokens:
         )
         if user_token is None:
             raise SignInRequired(self._connection)
-        if is_graph_token(user_token.token):
+        if is_graph_token(user_token.token, self._scopes[0].removesuffix("/.default")):
             return user_token.token
         if self._app is None:
             raise IdentityError(

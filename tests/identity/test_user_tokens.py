@@ -66,6 +66,9 @@ def test_graph_tokens_are_told_apart_from_tokens_for_the_bots_api() -> None:
     assert is_graph_token(jwt({"aud": "https://graph.microsoft.us"}))
     assert not is_graph_token(jwt({"aud": "api://frontdesk.example/botid-123"}))
     assert is_graph_token("opaque-token")
+    china = "https://microsoftgraph.chinacloudapi.cn"
+    assert is_graph_token(jwt({"aud": china}), china)
+    assert not is_graph_token(jwt({"aud": china}))
 
 
 async def test_a_graph_token_from_the_connection_is_used_as_it_is(setup: Setup) -> None:
