@@ -414,7 +414,16 @@ class BookingService:
             if target is None or occurrence.start < self._clock():
                 skipped.append(occurrence)
                 continue
-            booking = self._occurrence_booking(actor, draft, occurrence, target)
+            booking = self._new_booking(
+                actor,
+                draft,
+                target,
+                start=occurrence.start,
+                end=occurrence.end,
+                # Fixed per occurrence: a redelivered click books each occurrence once.
+                attempt_id=_occurrence_attempt(draft.id, occurrence.index),
+                series_id=draft.id,
+            )
             try:
                 created, is_new = await self._bookings.create(booking)
             except RoomTaken:
@@ -428,14 +437,22 @@ class BookingService:
         )
         return SeriesResult(booked=booked, skipped=skipped)
 
-    def _occurrence_booking(
-        self, actor: Actor, draft: BookingDraft, occurrence: SeriesOccurrence, room: Room
+    def _new_booking(
+        self,
+        actor: Actor,
+        draft: BookingDraft,
+        room: Room,
+        *,
+        start: datetime,
+        end: datetime,
+        attempt_id: str,
+        series_id: str | None = None,
     ) -> Booking:
+        """A booking row for the draft's request in this room and slot."""
         return Booking(
             id=self._new_id(),
-            # Fixed per occurrence: a redelivered click books each occurrence once.
-            attempt_id=_occurrence_attempt(draft.id, occurrence.index),
-            series_id=draft.id,
+            attempt_id=attempt_id,
+            series_id=series_id,
             tenant_id=actor.tenant_id,
             user_id=actor.user_id,
             user_name=actor.name[:256],
@@ -444,8 +461,8 @@ class BookingService:
             building=room.building,
             floor_label=room.floor_label,
             subject=draft.subject,
-            start_at=occurrence.start,
-            end_at=occurrence.end,
+            start_at=start,
+            end_at=end,
             attendees=draft.attendees,
             online_meeting=draft.online_meeting,
             join_url=None,
@@ -614,24 +631,8 @@ class BookingService:
             raise RoomNeedsApproval(room.name)
         if room.capacity < draft.attendees:
             raise MalformedAction("room too small for the search it was offered in")
-        booking = Booking(
-            id=self._new_id(),
-            attempt_id=draft.id,
-            tenant_id=actor.tenant_id,
-            user_id=actor.user_id,
-            user_name=actor.name[:256],
-            room_id=room.id,
-            room_name=room.name,
-            building=room.building,
-            floor_label=room.floor_label,
-            subject=draft.subject,
-            start_at=draft.start_at,
-            end_at=draft.end_at,
-            attendees=draft.attendees,
-            online_meeting=draft.online_meeting,
-            join_url=None,
-            time_zone=draft.time_zone,
-            created_at=self._clock(),
+        booking = self._new_booking(
+            actor, draft, room, start=draft.start_at, end=draft.end_at, attempt_id=draft.id
         )
         if draft.start_at < self._clock() - timedelta(minutes=1):
             existing = await self._bookings.by_attempt(draft.id)

@@ -5,19 +5,15 @@ Every verb, every action's data and every input id comes from the card the Playg
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shutil
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.support.app_process import BotProcess, frontdesk_process
 from tests.support.cardquery import input_values, walk
 from tests.support.playground import (
     CHROMIUM,
@@ -27,7 +23,6 @@ from tests.support.playground import (
     card_text,
     find_action,
     find_actions,
-    free_port,
     input_ids,
     run_ui_steps,
 )
@@ -37,68 +32,13 @@ pytestmark = pytest.mark.e2e
 ARTIFACTS = repo_root() / "tests" / "artifacts" / "e2e"
 
 
-@dataclass
-class BotProcess:
-    endpoint: str
-    base_url: str
-    log: Path
-
-
 @pytest.fixture
 async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
     """`python app.py` in local mode on a free loopback port with its own SQLite file."""
     require(shutil.which("node") is not None, "node is not on PATH")
     require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
-    port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("MICROSOFT_APP_", "DATABASE_URL", "ROOMS_FILE", "DIRECTORY"))
-    }
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'frontdesk.db'}",
-        TIMEZONE="UTC",
-        LOG_LEVEL="INFO",
-    )
-    log = tmp_path / "frontdesk.log"
-    out = log.open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "app.py", cwd=repo_root(), env=env, stdout=out, stderr=out
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(base_url, process, log)
-        yield BotProcess(endpoint=f"{base_url}/api/messages", base_url=base_url, log=log)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        out.close()
-
-
-def _text(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-async def _wait_ready(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(150):
-            if process.returncode is not None:
-                raise AssertionError(f"app.py exited: {_text(log)}")
-            try:
-                async with session.get(f"{base_url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"app.py did not become ready: {_text(log)}")
+    async with frontdesk_process(tmp_path) as bot:
+        yield bot
 
 
 def tomorrow() -> str:

@@ -9,10 +9,8 @@ the Playground pushed, and every Graph request is checked against the v1.0 metad
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -20,9 +18,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.support.app_process import BotProcess, frontdesk_process
 from tests.support.cardquery import input_values
 from tests.support.fake_graph import FakeGraph, FakeTenant
 from tests.support.fake_token_service import FakeTokenService
@@ -35,10 +33,9 @@ from tests.support.playground import (
     card_text,
     find_action,
     find_actions,
-    free_port,
     input_ids,
 )
-from tests.support.prereq import repo_root, require
+from tests.support.prereq import require
 
 pytestmark = pytest.mark.e2e
 
@@ -47,30 +44,12 @@ TOKEN_EXCHANGE_URI = "api://frontdesk.contoso.example/botid-00000000-0000-0000-0
 USER_TOKEN = "token-megan"  # a FakeTenant.demo() user's delegated token
 OAUTH_CARD = "application/vnd.microsoft.card.oauth"
 JOIN_LINK = re.compile(r"\[Join the Teams meeting\]\((\S+)\)")
-# Settings the developer's shell might carry that would change the app under test.
-SCRUBBED_ENV_PREFIXES = (
-    "MICROSOFT_APP_",
-    "DATABASE_URL",
-    "ROOMS_FILE",
-    "DIRECTORY",
-    "GRAPH_",
-    "BOT_OAUTH_URL",
-    "OAUTH_",
-    "AAD_",
-    "ROOM_CACHE",
-)
 
 
 @dataclass
 class Microsoft365:
     graph: FakeGraph
     tokens: FakeTokenService
-
-
-@dataclass
-class BotProcess:
-    endpoint: str
-    log: Path
 
 
 @pytest.fixture
@@ -88,59 +67,14 @@ async def frontdesk(tmp_path: Path, m365: Microsoft365) -> AsyncIterator[BotProc
     """`python app.py` in local mode with DIRECTORY=graph on a free loopback port."""
     require(shutil.which("node") is not None, "node is not on PATH")
     require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
-    port = free_port()
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(SCRUBBED_ENV_PREFIXES)
+    settings = {
+        "DIRECTORY": "graph",
+        "GRAPH_BASE_URL": m365.graph.base_url,
+        "BOT_OAUTH_URL": m365.tokens.base_url,
+        "OAUTH_CONNECTION_NAME": CONNECTION,
     }
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        MICROSOFT_APP_ID="",  # local mode, also over a stray .env
-        DATABASE_URL=f"sqlite:///{tmp_path / 'frontdesk.db'}",
-        TIMEZONE="UTC",
-        LOG_LEVEL="INFO",
-        DIRECTORY="graph",
-        GRAPH_BASE_URL=m365.graph.base_url,
-        BOT_OAUTH_URL=m365.tokens.base_url,
-        OAUTH_CONNECTION_NAME=CONNECTION,
-    )
-    log = tmp_path / "frontdesk.log"
-    out = log.open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "app.py", cwd=repo_root(), env=env, stdout=out, stderr=out
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(base_url, process, log)
-        yield BotProcess(endpoint=f"{base_url}/api/messages", log=log)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        out.close()
-
-
-def _text(path: Path) -> str:
-    return path.read_text(errors="replace")
-
-
-async def _wait_ready(base_url: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(150):
-            if process.returncode is not None:
-                raise AssertionError(f"app.py exited: {_text(log)}")
-            try:
-                async with session.get(f"{base_url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"app.py did not become ready: {_text(log)}")
+    async with frontdesk_process(tmp_path, settings) as bot:
+        yield bot
 
 
 # --- helpers ---------------------------------------------------------------------------------
