@@ -13,10 +13,11 @@ import asyncio
 import itertools
 import json
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.support.local_server import LocalServer
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -58,21 +59,18 @@ def cards_of(activity: Any) -> list[dict[str, Any]]:
     return found
 
 
-class FakeConnector:
+class FakeConnector(LocalServer):
     """Records what a bot sends to the Bot Framework connector and answers like it does."""
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
-        self._host = host
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        super().__init__(host=host)
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()
         self.requests: list[RecordedRequest] = []
         """Every request, including those answered 404."""
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post(
             "/v3/conversations/{conversation_id}/activities", self._send_to_conversation
         )
@@ -83,37 +81,11 @@ class FakeConnector:
             "/v3/conversations/{conversation_id}/activities/{activity_id}", self._update
         )
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert isinstance(server, asyncio.Server)
-        self._port = server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def service_url(self) -> str:
         """The `serviceUrl` to put in activities (with the trailing slash Teams sends)."""
-        if self._port is None:
-            raise RuntimeError("the fake connector is not started")
-        return f"http://{self._host}:{self._port}/"
+        return f"{self.origin}/"
 
     # -- what was sent -----------------------------------------------------------------
     @property

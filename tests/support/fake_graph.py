@@ -32,13 +32,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from tests.support.local_server import LocalServer
 
 WIRE_FORMAT_NOTES = """
 Sources (microsoftgraph/microsoft-graph-docs-contrib, published on learn.microsoft.com/graph):
@@ -678,7 +679,7 @@ class _GraphError(Exception):
 
 
 # -- the server -----------------------------------------------------------------------------
-class FakeGraph:
+class FakeGraph(LocalServer):
     """An in-memory Microsoft Graph v1.0 on 127.0.0.1; use as `async with FakeGraph(tenant)`."""
 
     def __init__(
@@ -689,10 +690,8 @@ class FakeGraph:
         clock: Callable[[], datetime] | None = None,
         contract_checker: ContractChecker | None = None,
     ) -> None:
+        super().__init__(host=host)
         self.tenant = tenant if tenant is not None else FakeTenant.demo()
-        self._host = host
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
         # knobs
@@ -735,46 +734,24 @@ class FakeGraph:
         self._routes = self._build_routes()
 
     # -- lifecycle ----------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application()
+    # A short shutdown: requests parked by hang() must not hold up the test's teardown.
+    shutdown_timeout = 0.2
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/v1.0/{tail:.*}", self._http)
         app.router.add_route("*", "/{tail:.*}", self._outside_version)
-        # A short shutdown: requests parked by hang() must not hold up the test's teardown.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert isinstance(server, asyncio.Server)
-        self._port = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         for handle in self._pending_responses.values():
             if handle is not None:
                 handle.cancel()
         self._pending_responses.clear()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
+        await super().close()
 
     @property
     def base_url(self) -> str:
         """GRAPH_BASE_URL for the bot: `http://127.0.0.1:PORT/v1.0` (no trailing slash)."""
-        if self._port is None:
-            raise RuntimeError("the fake Graph is not started")
-        return f"http://{self._host}:{self._port}/v1.0"
+        return f"{self.origin}/v1.0"
 
     # -- contract -----------------------------------------------------------------------
     @property

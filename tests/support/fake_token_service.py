@@ -25,10 +25,11 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from tests.support.local_server import LocalServer
 
 CHANNEL = "msteams"
 
@@ -58,13 +59,11 @@ class Connection:
     """(user id, magic code) -> the token that completing that sign-in stores."""
 
 
-class FakeTokenService:
+class FakeTokenService(LocalServer):
     """Keeps users' tokens per connection and answers like the Bot Framework token service."""
 
     def __init__(self, *, host: str = "127.0.0.1", expected_app_token: str | None = None) -> None:
-        self._host = host
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
+        super().__init__(host=host)
         self.expected_app_token = expected_app_token
         self.connections: dict[str, Connection] = {}
         self.tokens: dict[tuple[str, str, str], tuple[str, datetime]] = {}
@@ -76,44 +75,17 @@ class FakeTokenService:
         """Seconds to wait before answering (to test timeouts)."""
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/usertoken/GetToken", self._get_token)
         app.router.add_post("/api/usertoken/exchange", self._exchange)
         app.router.add_delete("/api/usertoken/SignOut", self._sign_out)
         app.router.add_get("/api/botsignin/GetSignInResource", self._sign_in_resource)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert isinstance(server, asyncio.Server)
-        self._port = server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @property
     def base_url(self) -> str:
         """The BOT_OAUTH_URL to point the bot at."""
-        if self._port is None:
-            raise RuntimeError("the fake token service is not started")
-        return f"http://{self._host}:{self._port}"
+        return self.origin
 
     # -- arrange -----------------------------------------------------------------------
     def add_connection(self, name: str, *, token_exchange_uri: str | None = None) -> Connection:
