@@ -247,6 +247,10 @@ class CardActions:
         join_url, start, end = await self._booking.meet_now(actor)
         return meeting_now_card(join_url, start=start, end=end, time_zone=actor.time_zone)
 
+    def sign_in_problem(self) -> Card:
+        """When signing in itself failed (the token service or Entra ID did not answer)."""
+        return _error_card(IdentityError("sign-in failed"))
+
     def welcome(self, *, user_name: str | None, personal: bool) -> Card:
         """The card for a new chat: a welcome in a personal chat, help in a shared one."""
         online = self._booking.online_meetings_available

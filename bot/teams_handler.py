@@ -30,7 +30,7 @@ from botbuilder.schema import (
 from bot.actions import CardActions
 from bot.commands import match_command
 from bot.errors import MalformedAction
-from bot.identity.errors import SignInRequired
+from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.token_service import SignInResource
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
@@ -264,15 +264,22 @@ class FrontdeskBot(ActivityHandler):
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
         verb, data = parsed
         actor = await self._actor(turn_context)
-        if self._user_tokens is not None and not await self._finish_sign_in(actor, activity.value):
-            return await self._login_request(turn_context, actor)
         try:
-            card = await self._actions.run(verb, data, actor)
+            if self._user_tokens is not None and not await self._finish_sign_in(
+                actor, activity.value
+            ):
+                return await self._login_request(turn_context, actor)
+            try:
+                card = await self._actions.run(verb, data, actor)
+            except SignInRequired:
+                return await self._login_request(turn_context, actor)
         except MalformedAction as error:
             logger.info("malformed card action verb=%s: %s", verb[:64], error)
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
-        except SignInRequired:
-            return await self._login_request(turn_context, actor)
+        except IdentityError as error:
+            # The token service or Entra failed while signing in: say so, never an HTTP error.
+            logger.warning("sign-in failed during a card action: %s", type(error).__name__)
+            card = self._actions.sign_in_problem()
         return card_invoke_response(card)
 
     async def _finish_sign_in(self, actor: Actor, value: Any) -> bool:

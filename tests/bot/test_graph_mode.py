@@ -421,3 +421,24 @@ async def test_my_bookings_reads_every_event_in_one_batch(
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in calls] == [("POST", "$batch")]
     steps = [r for r in graph.requests[before:] if r.batch_id is not None]
     assert len(steps) == 3 and all(r.method == "GET" for r in steps)
+
+
+async def test_a_failing_token_service_is_explained_on_the_card(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.fail_with = 503
+    action = {"type": "Action.Execute", "verb": Verb.BOOKING_SEARCH.value, "data": dict(SLOT)}
+
+    # Teams resumes a click after sign-in with the code, and redeeming it fails.
+    status, body = await frontdesk.post(
+        make_card_action(
+            Verb.BOOKING_SEARCH.value,
+            dict(SLOT),
+            service_url=frontdesk.service_url,
+            value={"action": action, "trigger": "manual", "state": "123456"},
+        )
+    )
+
+    assert (status, body["statusCode"]) == (200, 200)
+    assert "Sign-in problem" in text_of(body["value"])
