@@ -49,6 +49,10 @@ class TokenCacheStore(Protocol):
         """Replace the user's serialized cache."""
         ...
 
+    async def delete(self, user_key: str) -> None:
+        """Forget the user's cache (after they sign out)."""
+        ...
+
 
 class MemoryTokenCacheStore:
     """A TokenCacheStore in a dict, for tests and local runs (lost on restart, one process)."""
@@ -66,6 +70,10 @@ class MemoryTokenCacheStore:
     async def save(self, user_key: str, serialized: str) -> None:
         """Replace the user's serialized cache."""
         self._caches[user_key] = serialized
+
+    async def delete(self, user_key: str) -> None:
+        """Forget the user's cache."""
+        self._caches.pop(user_key, None)
 
 
 class MsalHttpResponse(Protocol):
@@ -150,6 +158,10 @@ class AppIdentity:
         async with self._app_lock:
             result = await asyncio.to_thread(self._client_credentials, wanted)
         return self._access_token(result)
+
+    async def forget(self, user_key: str) -> None:
+        """Drop the user's cached on-behalf-of tokens (they signed out)."""
+        await self._cache_store.delete(user_key)
 
     async def on_behalf_of(self, user_key: str, assertion: str, scopes: Sequence[str]) -> str:
         """An access token for `scopes` on behalf of the user whose token `assertion` is.

@@ -5,17 +5,26 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.msal_tokens import AppIdentity
-from bot.identity.token_service import BotTokenService, SignInResource, token_exchange_state
+from bot.identity.token_service import (
+    BotTokenService,
+    SignInResource,
+    UserToken,
+    token_exchange_state,
+)
 from bot.models import Actor
 
 logger = logging.getLogger(__name__)
 
 GRAPH_SCOPES = ("https://graph.microsoft.com/.default",)
+# A kept token is used until this long before it expires.
+_TOKEN_MARGIN = timedelta(minutes=5)
+_TOKEN_CACHE_SIZE = 10_000
 # Audiences of Microsoft Graph access tokens: the app id, or a cloud's Graph URL.
 _GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -31,6 +40,10 @@ def _claims(token: str) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return claims if isinstance(claims, dict) else None
+
+
+def _user_key(actor: Actor) -> str:
+    return f"{actor.tenant_id}:{actor.user_id}"
 
 
 def is_graph_token(token: str, graph_resource: str = "https://graph.microsoft.com") -> bool:
@@ -61,7 +74,10 @@ class UserTokens:
         app_identity: AppIdentity | None,
         app_id: str = "",
         graph_scopes: tuple[str, ...] = GRAPH_SCOPES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
+        self._tokens: dict[tuple[str, str], UserToken] = {}
         self._app_id = app_id
         self._service = token_service
         self._connection = connection_name
@@ -74,13 +90,7 @@ class UserTokens:
 
     async def graph_token(self, actor: Actor) -> str:
         """The user's Graph token; SignInRequired when the user has not signed in."""
-        user_token = await self._service.get_user_token(
-            user_id=actor.channel_user_id or actor.user_id,
-            connection_name=self._connection,
-            channel_id=actor.channel_id,
-        )
-        if user_token is None:
-            raise SignInRequired(self._connection)
+        user_token = await self._user_token(actor)
         if is_graph_token(user_token.token, self._scopes[0].removesuffix("/.default")):
             return user_token.token
         if self._app is None:
@@ -88,9 +98,27 @@ class UserTokens:
                 "the OAuth connection gives a token for the bot's API, and exchanging it for "
                 "Graph needs MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD"
             )
-        return await self._app.on_behalf_of(
-            f"{actor.tenant_id}:{actor.user_id}", user_token.token, list(self._scopes)
+        return await self._app.on_behalf_of(_user_key(actor), user_token.token, list(self._scopes))
+
+    async def _user_token(self, actor: Actor) -> UserToken:
+        """The connection's token for the user, kept until shortly before it expires (one
+        token-service round trip per user and hour, not several per turn)."""
+        key = (actor.channel_id, actor.channel_user_id or actor.user_id)
+        now = self._clock()
+        cached = self._tokens.get(key)
+        if cached is not None and cached.expiration is not None:
+            if cached.expiration - now > _TOKEN_MARGIN:
+                return cached
+        user_token = await self._service.get_user_token(
+            user_id=key[1], connection_name=self._connection, channel_id=key[0]
         )
+        if user_token is None:
+            self._tokens.pop(key, None)
+            raise SignInRequired(self._connection)
+        self._tokens[key] = user_token
+        if len(self._tokens) > _TOKEN_CACHE_SIZE:
+            self._tokens.pop(next(iter(self._tokens)))
+        return user_token
 
     def _who(self, actor: Actor) -> dict[str, str]:
         return {
@@ -123,4 +151,8 @@ class UserTokens:
         return token is not None
 
     async def sign_out(self, actor: Actor) -> None:
+        """Sign out at the token service and forget every token Frontdesk kept for the user."""
         await self._service.sign_out(**self._who(actor))
+        self._tokens.pop((actor.channel_id, actor.channel_user_id or actor.user_id), None)
+        if self._app is not None:
+            await self._app.forget(_user_key(actor))

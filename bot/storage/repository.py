@@ -431,6 +431,16 @@ class TokenCacheRepository:
     async def save(self, user_key: str, serialized: str) -> None:
         await asyncio.to_thread(self._save, user_key, serialized)
 
+    async def delete(self, user_key: str) -> None:
+        await asyncio.to_thread(self._delete, user_key)
+
+    def _delete(self, user_key: str) -> None:
+        with read_session(self._engine) as session:
+            row = session.get(UserTokenCache, user_key)
+            if row is not None:
+                session.delete(row)
+                session.commit()
+
     def _save(self, user_key: str, serialized: str) -> None:
         values = {"user_key": user_key, "cache": serialized, "updated_at": self._clock()}
         statement = _dialect_insert(self._engine, UserTokenCache).values(**values)

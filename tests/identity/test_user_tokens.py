@@ -104,3 +104,38 @@ async def test_an_api_token_without_an_app_identity_is_explained(setup: Setup) -
 
     with pytest.raises(IdentityError, match="MICROSOFT_APP_ID"):
         await user_tokens.graph_token(ACTOR)
+
+
+async def test_the_users_token_is_kept_until_it_nearly_expires(setup: Setup) -> None:
+    graph_token = jwt({"aud": "https://graph.microsoft.com", "oid": "oid-megan"})
+    setup.tokens.sign_in("29:megan", CONNECTION, graph_token)
+    user_tokens = UserTokens(setup.service, connection_name=CONNECTION, app_identity=None)
+
+    for _ in range(3):
+        assert await user_tokens.graph_token(ACTOR) == graph_token
+
+    asked = [r for r in setup.tokens.requests if r.path == "/api/usertoken/GetToken"]
+    assert len(asked) == 1
+
+
+async def test_signing_out_forgets_every_kept_token(setup: Setup) -> None:
+    setup.tokens.sign_in("29:megan", CONNECTION, setup.entra.user_assertion("oid-megan"))
+    store = MemoryTokenCacheStore()
+    identity = AppIdentity(
+        client_id=setup.entra.client_id,
+        client_secret=setup.entra.client_secret,
+        tenant_id=setup.entra.tenant_id,
+        authority_host=setup.entra.authority_host,
+        http_client=setup.entra,
+        cache_store=store,
+    )
+    user_tokens = UserTokens(setup.service, connection_name=CONNECTION, app_identity=identity)
+    await user_tokens.graph_token(ACTOR)
+    assert await store.load(f"{ACTOR.tenant_id}:{ACTOR.user_id}")
+
+    await user_tokens.sign_out(ACTOR)
+
+    assert await store.load(f"{ACTOR.tenant_id}:{ACTOR.user_id}") is None
+    with pytest.raises(SignInRequired):
+        await user_tokens.graph_token(ACTOR)
+    identity.close()
