@@ -129,3 +129,68 @@ class UserTokenCache(SQLModel, table=True):
     user_key: str = Field(primary_key=True, max_length=200)
     cache: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime = Field(sa_column=_utc())
+
+
+class ServiceRequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    PARTIALLY_APPROVED = "partially_approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class ServiceRequestRecord(SQLModel, table=True):
+    """A submitted service request and its approval state (`ApprovalState.to_dict` as JSON).
+
+    Every change bumps `version`, and is written only `WHERE version = <the version read>`.
+    `submission_id` makes a redelivered Submit click create one request.
+    """
+
+    __tablename__ = "service_request"
+    __table_args__ = (Index("ix_service_request_requester", "tenant_id", "requester_id", "status"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    submission_id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    requester_id: str = Field(max_length=128)
+    requester_name: str = Field(default="", max_length=256)
+    category_id: str = Field(max_length=64)
+    policy_id: str = Field(max_length=64)
+    booking_id: str | None = Field(default=None, max_length=36)
+    details: str = Field(sa_column=Column(Text, nullable=False))
+    items: str = Field(sa_column=Column(Text, nullable=False))
+    total: str = Field(max_length=32)  # a Decimal as text: exact on every backend
+    currency: str = Field(max_length=3)
+    status: str = Field(max_length=24)
+    state: str = Field(sa_column=Column(Text, nullable=False))
+    version: int
+    created_at: datetime = Field(sa_column=_utc())
+    updated_at: datetime = Field(sa_column=_utc())
+
+
+class RequestApprover(SQLModel, table=True):
+    """Who may decide a pending request now: the approvers of its current stage."""
+
+    __tablename__ = "request_approver"
+    __table_args__ = (Index("ix_request_approver_approver", "approver_id"),)
+
+    request_id: str = Field(primary_key=True, max_length=36)
+    stage_id: str = Field(primary_key=True, max_length=64)
+    approver_id: str = Field(primary_key=True, max_length=128)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One thing that happened to a service request, by whom and when (append-only)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_request", "request_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=36)
+    at: datetime = Field(sa_column=_utc())
+    actor_id: str = Field(max_length=128)
+    actor_name: str = Field(default="", max_length=256)
+    action: str = Field(max_length=32)
+    item_ids: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of item ids
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON object

@@ -27,7 +27,16 @@ from bot.storage.db import (
 from bot.storage.repository import BookingRepository
 from tests.storage.conftest import make_booking
 
-APP_TABLES = {"booking", "booking_draft", "conversation_ref", "user_profile", "user_token_cache"}
+APP_TABLES = {
+    "booking",
+    "booking_draft",
+    "conversation_ref",
+    "user_profile",
+    "user_token_cache",
+    "service_request",
+    "request_approver",
+    "audit_event",
+}
 # The plain indexes the migrations create, by table: name -> columns.
 MIGRATION_INDEXES = {
     "booking": {
@@ -38,6 +47,11 @@ MIGRATION_INDEXES = {
     "booking_draft": {"ix_booking_draft_created": ["created_at"]},
     "conversation_ref": {"ix_conversation_ref_user": ["tenant_id", "user_id"]},
     "user_profile": {},
+    "service_request": {
+        "ix_service_request_requester": ["tenant_id", "requester_id", "status"],
+    },
+    "request_approver": {"ix_request_approver_approver": ["approver_id"]},
+    "audit_event": {"ix_audit_event_request": ["request_id", "at"]},
 }
 EXCLUSION_CONSTRAINT = "booking_room_no_overlap"
 

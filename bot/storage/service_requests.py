@@ -1,0 +1,220 @@
+"""Service requests, their current approvers and audit trail: the SQL behind ApprovalService.
+
+Methods are blocking; the service calls them from a worker thread. Every change to a request is
+a conditional update on the `version` it read, checked by its row count, so two approvers who
+click at once cannot both change a request (the one whose update finds the old version wins).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.storage.db import read_session, write_session
+from bot.storage.tables import (
+    AuditEvent,
+    Booking,
+    RequestApprover,
+    ServiceRequestRecord,
+    ServiceRequestStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceRequestRepository:
+    """Rows of `service_request`, `request_approver` and `audit_event`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, request_id: str) -> ServiceRequestRecord | None:
+        with read_session(self._engine) as session:
+            return session.get(ServiceRequestRecord, request_id)
+
+    def by_submission(self, submission_id: str) -> ServiceRequestRecord | None:
+        with read_session(self._engine) as session:
+            return session.exec(
+                select(ServiceRequestRecord).where(
+                    ServiceRequestRecord.submission_id == submission_id
+                )
+            ).first()
+
+    def booking(self, booking_id: str) -> Booking | None:
+        with read_session(self._engine) as session:
+            return session.get(Booking, booking_id)
+
+    def create(
+        self,
+        record: ServiceRequestRecord,
+        approvers: Sequence[tuple[str, str]],
+        event: AuditEvent,
+    ) -> tuple[ServiceRequestRecord, bool]:
+        """Insert a request with its (stage, approver) rows and first audit event, all or none.
+
+        A request with the same `submission_id` wins over this one: it is returned, with False.
+        """
+        existing = self.by_submission(record.submission_id)
+        if existing is not None:
+            return existing, False
+        try:
+            with write_session(self._engine) as session:
+                session.add(record)
+                session.flush()  # the request first: a duplicate submission stops here
+                session.add_all(_approver_rows(record.id, approvers))
+                session.add(event)
+                session.commit()
+                return record, True
+        except IntegrityError:
+            existing = self.by_submission(record.submission_id)
+            if existing is None:
+                raise
+            return existing, False
+
+    def save_decision(
+        self,
+        request_id: str,
+        *,
+        seen_version: int,
+        state: str,
+        status: ServiceRequestStatus,
+        now: datetime,
+        approvers: Sequence[tuple[str, str]] | None,
+        event: AuditEvent,
+    ) -> bool:
+        """Store a decision made on `seen_version`; False (nothing written) if that is stale.
+
+        `approvers` replaces the request's current approvers when the stage changed (None: kept).
+        """
+        with write_session(self._engine) as session:
+            result = session.execute(
+                update(ServiceRequestRecord)
+                .where(col(ServiceRequestRecord.id) == request_id)
+                .where(col(ServiceRequestRecord.version) == seen_version)
+                .where(col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING)
+                .values(
+                    state=state,
+                    status=status,
+                    version=ServiceRequestRecord.version + 1,
+                    updated_at=now,
+                )
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                session.rollback()
+                return False
+            if approvers is not None:
+                _replace_approvers(session, request_id, approvers)
+            session.add(event)
+            session.commit()
+            return True
+
+    def cancel(
+        self,
+        request_id: str,
+        *,
+        tenant_id: str,
+        requester_id: str,
+        now: datetime,
+        event: AuditEvent,
+    ) -> bool:
+        """Cancel a pending request of this requester; False when it was not pending (or theirs)."""
+        with write_session(self._engine) as session:
+            result = session.execute(
+                update(ServiceRequestRecord)
+                .where(col(ServiceRequestRecord.id) == request_id)
+                .where(col(ServiceRequestRecord.tenant_id) == tenant_id)
+                .where(col(ServiceRequestRecord.requester_id) == requester_id)
+                .where(col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING)
+                .values(
+                    status=ServiceRequestStatus.CANCELLED,
+                    version=ServiceRequestRecord.version + 1,
+                    updated_at=now,
+                )
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                session.rollback()
+                return False
+            _replace_approvers(session, request_id, ())
+            session.add(event)
+            session.commit()
+            return True
+
+    def by_requester(self, tenant_id: str, requester_id: str) -> list[ServiceRequestRecord]:
+        """The requester's requests, newest first."""
+        statement = (
+            select(ServiceRequestRecord)
+            .where(ServiceRequestRecord.tenant_id == tenant_id)
+            .where(ServiceRequestRecord.requester_id == requester_id)
+            .order_by(col(ServiceRequestRecord.created_at).desc(), col(ServiceRequestRecord.id))
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+    def waiting_for(self, tenant_id: str, approver_id: str) -> list[ServiceRequestRecord]:
+        """Pending requests whose current stage lists the approver, oldest first."""
+        statement = (
+            select(ServiceRequestRecord)
+            .join(
+                RequestApprover,
+                col(RequestApprover.request_id) == col(ServiceRequestRecord.id),
+            )
+            .where(RequestApprover.approver_id == approver_id)
+            .where(ServiceRequestRecord.tenant_id == tenant_id)
+            .where(ServiceRequestRecord.status == ServiceRequestStatus.PENDING)
+            .order_by(col(ServiceRequestRecord.created_at), col(ServiceRequestRecord.id))
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement).unique())
+
+    def approvers(self, request_id: str) -> list[tuple[str, str]]:
+        """The (stage id, approver id) rows of a request."""
+        statement = (
+            select(RequestApprover.stage_id, RequestApprover.approver_id)
+            .where(RequestApprover.request_id == request_id)
+            .order_by(col(RequestApprover.stage_id), col(RequestApprover.approver_id))
+        )
+        with read_session(self._engine) as session:
+            return [(stage, approver) for stage, approver in session.exec(statement)]
+
+    def events(self, request_id: str) -> list[AuditEvent]:
+        """The request's audit events in the order they happened."""
+        statement = (
+            select(AuditEvent)
+            .where(AuditEvent.request_id == request_id)
+            .order_by(col(AuditEvent.at), col(AuditEvent.id))
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+    def all_events(self, *, tenant_id: str | None, since: datetime | None) -> list[AuditEvent]:
+        """Audit events of every request (of one tenant), from `since` on, oldest first."""
+        statement = select(AuditEvent)
+        if tenant_id is not None:
+            statement = statement.join(
+                ServiceRequestRecord,
+                col(ServiceRequestRecord.id) == col(AuditEvent.request_id),
+            ).where(ServiceRequestRecord.tenant_id == tenant_id)
+        if since is not None:
+            statement = statement.where(col(AuditEvent.at) >= since)
+        statement = statement.order_by(col(AuditEvent.at), col(AuditEvent.id))
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+
+def _approver_rows(request_id: str, approvers: Sequence[tuple[str, str]]) -> list[RequestApprover]:
+    return [
+        RequestApprover(request_id=request_id, stage_id=stage_id, approver_id=approver_id)
+        for stage_id, approver_id in dict.fromkeys(approvers)
+    ]
+
+
+def _replace_approvers(
+    session: Session, request_id: str, approvers: Sequence[tuple[str, str]]
+) -> None:
+    session.execute(delete(RequestApprover).where(col(RequestApprover.request_id) == request_id))
+    session.add_all(_approver_rows(request_id, approvers))

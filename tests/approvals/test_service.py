@@ -1,0 +1,513 @@
+"""ApprovalService on SQLite and PostgreSQL: submit, decide, cancel, lists, audit, and the race."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from bot.approvals.catalogue import (
+    Catalogue,
+    FulfilmentUsers,
+    NumberField,
+    ServiceCategory,
+    TextField,
+)
+from bot.approvals.models import WHOLE_REQUEST_ITEM_ID
+from bot.approvals.policy import (
+    ApprovalPolicy,
+    GroupMembers,
+    PolicyBook,
+    RequesterManager,
+    Stage,
+    StageMode,
+    StaticApproverResolver,
+)
+from bot.approvals.service import (
+    CSV_HEADER,
+    ApprovalService,
+    DecisionResult,
+    ServiceRequest,
+)
+from bot.errors import NotAllowed, NotFound
+from bot.models import Actor
+from bot.storage.db import create_db_engine, upgrade
+from bot.storage.service_requests import ServiceRequestRepository
+from bot.storage.tables import ServiceRequestStatus
+from tests.conftest import FakeClock, make_actor
+from tests.storage.race import Attempt, peak_overlap, warm_pool
+
+CHANNEL = "19:0a1b2c3d4e5f40718293a4b5c6d7e8f9@thread.tacv2"
+TENANT = "tenant-1"
+REQUESTER = make_actor("user-req", name="Rita Requester")
+MANAGER = make_actor("user-mgr", name="Max Manager")
+SECURITY = [make_actor("user-sec1", name="Sam Security"), make_actor("user-sec2", name="Sue")]
+PANEL = [make_actor(f"user-p{i}", name=f"Panel Member {i}") for i in range(5)]
+OUTSIDER = make_actor("user-x", name="Xavier")
+
+RACERS = 50
+
+
+def catalogue() -> Catalogue:
+    laptops = ServiceCategory(
+        id="laptops",
+        name="Laptops",
+        description="Laptops and monitors.",
+        currency="EUR",
+        fields=(
+            NumberField(id="laptop", label="Laptops", unit_price=Decimal("900.00")),
+            NumberField(id="monitor", label="Monitors", unit_price=Decimal("200.00")),
+            TextField(id="note", label="Note"),
+        ),
+        fulfilment=FulfilmentUsers(("user-ful",)),
+        policy_id="two-stage",
+    )
+    stationery = ServiceCategory(
+        id="stationery",
+        name="Stationery",
+        description="Pens and paper.",
+        currency="EUR",
+        fields=(TextField(id="note", label="Note", required=True),),
+        fulfilment=FulfilmentUsers(("user-ful",)),
+        policy_id="panel",
+    )
+    return Catalogue(currency="EUR", categories=(laptops, stationery))
+
+
+def policies() -> PolicyBook:
+    return PolicyBook(
+        path=Path("policies.yaml"),
+        policies={
+            "two-stage": ApprovalPolicy(
+                id="two-stage",
+                name="Manager, then security",
+                stages=(
+                    Stage("manager", "Line manager", (RequesterManager(),)),
+                    Stage("security", "Security", (GroupMembers("sec"),), mode=StageMode.ALL),
+                ),
+                fallback_channel=CHANNEL,
+            ),
+            "panel": ApprovalPolicy(
+                id="panel",
+                name="Any panel member",
+                stages=(Stage("panel", "Panel", (GroupMembers("panel"),)),),
+                fallback_channel=CHANNEL,
+            ),
+        },
+        groups={},
+    )
+
+
+RESOLVER = StaticApproverResolver(
+    managers={"user-req": "user-mgr"},
+    groups={"sec": [a.user_id for a in SECURITY], "panel": [a.user_id for a in PANEL]},
+)
+
+
+def make_service(engine: Engine, clock: FakeClock) -> ApprovalService:
+    return ApprovalService(
+        requests=ServiceRequestRepository(engine),
+        catalogue=catalogue(),
+        policies=policies(),
+        resolver_for=lambda actor: RESOLVER,
+        clock=clock,
+        new_id=lambda: str(uuid.uuid4()),
+    )
+
+
+@pytest.fixture
+def service(engine: Engine, clock: FakeClock) -> ApprovalService:
+    return make_service(engine, clock)
+
+
+@pytest.fixture
+def repo(engine: Engine) -> ServiceRequestRepository:
+    return ServiceRequestRepository(engine)
+
+
+async def submit_laptops(service: ApprovalService, submission_id: str = "sub-1") -> ServiceRequest:
+    return await service.submit(
+        REQUESTER,
+        "laptops",
+        {"laptop": "2", "monitor": "1", "note": "new starters"},
+        submission_id=submission_id,
+    )
+
+
+def stored(repo: ServiceRequestRepository, request_id: str) -> tuple[int, str, str]:
+    record = repo.get(request_id)
+    assert record is not None
+    return record.version, record.state, record.status
+
+
+def actions(repo: ServiceRequestRepository, request_id: str) -> list[tuple[str, str]]:
+    return [(e.action, e.actor_id) for e in repo.events(request_id)]
+
+
+# --- Submitting ---------------------------------------------------------------------------------
+
+
+async def test_submit_stores_the_request_its_approvers_and_an_audit_event(
+    service: ApprovalService, repo: ServiceRequestRepository
+) -> None:
+    request = await submit_laptops(service)
+
+    assert request.status is ServiceRequestStatus.PENDING
+    assert request.version == 1
+    assert [item.id for item in request.items] == ["laptop", "monitor"]
+    assert request.total == Decimal("2000.00")
+    assert request.currency == "EUR"
+    assert [(d.field_id, d.value) for d in request.details] == [("note", "new starters")]
+    assert [(s.id, s.approvers) for s in request.state.stages] == [
+        ("manager", ("user-mgr",)),
+        ("security", ("user-sec1", "user-sec2")),
+    ]
+    assert repo.approvers(request.id) == [("manager", "user-mgr")]
+    assert actions(repo, request.id) == [("submitted", "user-req")]
+    assert [r.id for r in await service.my_requests(REQUESTER)] == [request.id]
+    assert [r.id for r in await service.waiting_for(MANAGER)] == [request.id]
+    assert await service.waiting_for(SECURITY[0]) == []
+
+
+async def test_a_second_submit_with_the_same_id_returns_the_first_request(
+    service: ApprovalService, repo: ServiceRequestRepository, clock: FakeClock
+) -> None:
+    first = await submit_laptops(service, "sub-same")
+    clock.advance(minutes=1)
+
+    again = await submit_laptops(service, "sub-same")
+
+    assert again == first
+    assert len(await service.my_requests(REQUESTER)) == 1
+    assert actions(repo, first.id) == [("submitted", "user-req")]
+    other = await submit_laptops(service, "sub-other")
+    assert other.id != first.id
+
+
+async def test_a_form_without_prices_is_one_item_for_the_whole_request(
+    service: ApprovalService,
+) -> None:
+    request = await service.submit(
+        REQUESTER, "stationery", {"note": "pens"}, submission_id="sub-st"
+    )
+
+    assert [item.id for item in request.items] == [WHOLE_REQUEST_ITEM_ID]
+    assert request.total == Decimal("0.00")
+
+
+# --- Refused decisions change nothing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actor", "error", "message"),
+    [
+        (OUTSIDER, NotAllowed, "You are not an approver of this request."),
+        (SECURITY[0], NotAllowed, "This request has not reached your approval stage yet."),
+        (make_actor("user-mgr", tenant="tenant-2"), NotFound, "That request was not found."),
+        (REQUESTER, NotAllowed, "You cannot approve or reject your own request."),
+    ],
+    ids=["non-approver", "later-stage", "other-tenant", "requester"],
+)
+async def test_a_refused_decision_changes_nothing(
+    service: ApprovalService,
+    repo: ServiceRequestRepository,
+    actor: Actor,
+    error: type[Exception],
+    message: str,
+) -> None:
+    request = await submit_laptops(service)
+    before = stored(repo, request.id)
+
+    with pytest.raises(error) as raised:
+        await service.decide(actor, request.id, items="all", approve=True)
+
+    assert str(raised.value) == message
+    assert stored(repo, request.id) == before
+    assert actions(repo, request.id) == [("submitted", "user-req")]
+    assert repo.approvers(request.id) == [("manager", "user-mgr")]
+
+
+@pytest.mark.parametrize("request_id", ["no-such-request", "' OR 1=1 --", ""])
+async def test_an_unknown_or_tampered_request_id_is_not_found(
+    service: ApprovalService, repo: ServiceRequestRepository, request_id: str
+) -> None:
+    request = await submit_laptops(service)
+    before = stored(repo, request.id)
+
+    with pytest.raises(NotFound, match="That request was not found."):
+        await service.decide(MANAGER, request_id, items="all", approve=True)
+
+    assert stored(repo, request.id) == before
+
+
+async def test_an_unknown_item_changes_nothing(
+    service: ApprovalService, repo: ServiceRequestRepository
+) -> None:
+    request = await submit_laptops(service)
+    before = stored(repo, request.id)
+
+    with pytest.raises(Exception, match="has no item 'keyboard'"):
+        await service.decide(MANAGER, request.id, items=["keyboard"], approve=True)
+
+    assert stored(repo, request.id) == before
+
+
+# --- Deciding -----------------------------------------------------------------------------------
+
+
+async def test_two_stages_the_all_stage_needs_every_approver(
+    service: ApprovalService, repo: ServiceRequestRepository, clock: FakeClock
+) -> None:
+    request = await submit_laptops(service)
+
+    clock.advance(minutes=5)
+    by_manager = await service.decide(MANAGER, request.id, items="all", approve=True)
+    assert by_manager.changed
+    assert by_manager.outcome is not None and by_manager.outcome.stage_completed
+    assert by_manager.request.version == 2
+    assert by_manager.request.status is ServiceRequestStatus.PENDING
+    assert repo.approvers(request.id) == [("security", "user-sec1"), ("security", "user-sec2")]
+    assert await service.waiting_for(MANAGER) == []
+
+    clock.advance(minutes=5)
+    first = await service.decide(SECURITY[0], request.id, items="all", approve=True)
+    assert first.changed and first.request.status is ServiceRequestStatus.PENDING
+    assert await service.waiting_for(SECURITY[0]) == []  # nothing left open to them
+    assert [r.id for r in await service.waiting_for(SECURITY[1])] == [request.id]
+
+    clock.advance(minutes=5)
+    last = await service.decide(SECURITY[1], request.id, items="all", approve=True)
+
+    assert last.changed
+    assert last.request.status is ServiceRequestStatus.APPROVED
+    assert last.request.version == 4
+    assert last.outcome is not None and last.outcome.finished
+    assert repo.approvers(request.id) == []
+    assert await service.waiting_for(SECURITY[1]) == []
+    assert actions(repo, request.id) == [
+        ("submitted", "user-req"),
+        ("approved", "user-mgr"),
+        ("approved", "user-sec1"),
+        ("approved", "user-sec2"),
+    ]
+
+
+async def test_per_item_decisions_end_partially_approved(
+    service: ApprovalService, repo: ServiceRequestRepository, clock: FakeClock
+) -> None:
+    request = await submit_laptops(service)
+
+    clock.advance(minutes=1)
+    await service.decide(MANAGER, request.id, items=["laptop"], approve=True)
+    assert repo.approvers(request.id) == [("manager", "user-mgr")]  # the monitor is still open
+    clock.advance(minutes=1)
+    rejected = await service.decide(
+        MANAGER, request.id, items=["monitor"], approve=False, comment="  one is enough "
+    )
+    assert rejected.outcome is not None and rejected.outcome.rejected == ("monitor",)
+    assert repo.approvers(request.id) == [("security", "user-sec1"), ("security", "user-sec2")]
+    for approver in SECURITY:
+        clock.advance(minutes=1)
+        await service.decide(approver, request.id, items="all", approve=True)
+
+    (final,) = await service.my_requests(REQUESTER)
+    assert final.status is ServiceRequestStatus.PARTIALLY_APPROVED
+    assert final.state.item_outcomes() == {"laptop": "approved", "monitor": "rejected"}
+    history = await service.history(request.id)
+    assert [(e.action, e.item_ids, e.comment) for e in history] == [
+        ("submitted", ("laptop", "monitor"), None),
+        ("approved", ("laptop",), None),
+        ("rejected", ("monitor",), "one is enough"),
+        ("approved", ("laptop",), None),
+        ("approved", ("laptop",), None),
+    ]
+    assert history[2].detail["next_stage"] == "security"
+
+
+async def test_a_late_click_is_told_who_decided_first(
+    service: ApprovalService, repo: ServiceRequestRepository, clock: FakeClock
+) -> None:
+    request = await service.submit(
+        REQUESTER, "stationery", {"note": "pens"}, submission_id="sub-late"
+    )
+    await service.decide(PANEL[0], request.id, items="all", approve=True)
+    before = stored(repo, request.id)
+    clock.advance(hours=1)
+
+    late = await service.decide(PANEL[1], request.id, items="all", approve=False)
+
+    assert not late.changed
+    assert late.already is not None
+    assert late.already.approver_name == "Panel Member 0"
+    # FakeClock starts 2026-11-23 08:05 UTC; the actors are in London (UTC in November).
+    assert (
+        late.already.message == "This was already approved by Panel Member 0 at 23 Nov 2026 08:05."
+    )
+    assert stored(repo, request.id) == before
+
+
+# --- Cancelling ---------------------------------------------------------------------------------
+
+
+async def test_the_requester_cancels_while_pending_and_not_after(
+    service: ApprovalService, repo: ServiceRequestRepository
+) -> None:
+    request = await submit_laptops(service)
+
+    with pytest.raises(NotAllowed, match="Only the requester"):
+        await service.cancel(MANAGER, request.id)
+    cancelled = await service.cancel(REQUESTER, request.id, "not needed")
+
+    assert cancelled.status is ServiceRequestStatus.CANCELLED
+    assert cancelled.version == 2
+    assert repo.approvers(request.id) == []
+    assert await service.waiting_for(MANAGER) == []
+    before = stored(repo, request.id)
+    with pytest.raises(NotAllowed, match="cancelled"):
+        await service.decide(MANAGER, request.id, items="all", approve=True)
+    with pytest.raises(NotAllowed, match="is cancelled and can no longer be cancelled"):
+        await service.cancel(REQUESTER, request.id)
+    assert stored(repo, request.id) == before
+    assert [(e.action, e.comment) for e in await service.history(request.id)] == [
+        ("submitted", None),
+        ("cancelled", "not needed"),
+    ]
+
+
+async def test_a_decided_request_cannot_be_cancelled(
+    service: ApprovalService, repo: ServiceRequestRepository
+) -> None:
+    request = await service.submit(REQUESTER, "stationery", {"note": "pens"}, submission_id="s")
+    await service.decide(PANEL[2], request.id, items="all", approve=False)
+    before = stored(repo, request.id)
+
+    with pytest.raises(NotAllowed, match="is rejected and can no longer be cancelled"):
+        await service.cancel(REQUESTER, request.id)
+
+    assert stored(repo, request.id) == before
+
+
+# --- Audit export -------------------------------------------------------------------------------
+
+
+async def test_the_audit_csv_quotes_and_filters(service: ApprovalService, clock: FakeClock) -> None:
+    request = await submit_laptops(service)
+    clock.advance(minutes=1)
+    tricky = 'too "expensive", see\nthread'
+    await service.decide(MANAGER, request.id, items=["monitor"], approve=False, comment=tricky)
+    clock.advance(minutes=1)
+    await service.decide(MANAGER, request.id, items=["laptop"], approve=True, comment="=SUM(A1)")
+    other_tenant = make_actor("user-req", tenant="tenant-2", name="Other, Tenant")
+    clock.advance(minutes=1)
+    await service.submit(other_tenant, "stationery", {"note": "x"}, submission_id="sub-t2")
+
+    out = io.StringIO(newline="")
+    written = await service.export_audit_csv(out, tenant_id=TENANT)
+
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert written == 3
+    assert tuple(rows[0]) == CSV_HEADER
+    assert [row[1:] for row in rows[1:]] == [
+        [request.id, "user-req", "Rita Requester", "submitted", "laptop monitor", ""],
+        [request.id, "user-mgr", "Max Manager", "rejected", "monitor", tricky],
+        [request.id, "user-mgr", "Max Manager", "approved", "laptop", "'=SUM(A1)"],
+    ]
+    assert rows[1][0] == "2026-11-23T08:05:00+00:00"
+
+    everything = io.StringIO(newline="")
+    assert await service.export_audit_csv(everything) == 4
+    assert '"Other, Tenant"' in everything.getvalue()
+    recent = io.StringIO(newline="")
+    assert await service.export_audit_csv(recent, since=clock.now) == 1
+
+
+# --- The race -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def race_engine(database_url: str) -> Iterator[Engine]:
+    """A migrated engine with a connection for every racer."""
+    engine = create_db_engine(database_url, pool_size=RACERS + 4)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def race_decisions(service: ApprovalService, engine: Engine, request_id: str) -> list[Attempt]:
+    """RACERS threads, each on its own connection, click Approve on one request at once."""
+    warm_pool(engine, RACERS)
+    barrier = threading.Barrier(RACERS)
+    results: list[Attempt | None] = [None] * RACERS
+
+    def run(index: int) -> None:
+        approver = PANEL[index % len(PANEL)]
+        barrier.wait(60)
+        entered = time.monotonic()
+        error = ""
+        try:
+            result: DecisionResult = service._decide(approver, request_id, "all", True, None)
+        except Exception as exc:  # the assertions name the type: any exception fails the test
+            outcome, winner = type(exc).__name__, None
+            error = str(exc)[:300]
+        else:
+            outcome = "changed" if result.changed else "already"
+            winner = approver.user_id if result.changed else None
+            if result.already is not None:
+                error = result.already.message
+        results[index] = Attempt(
+            index, outcome, winner, error, approver.user_id, entered, time.monotonic()
+        )
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert all(result is not None for result in results)
+    return [result for result in results if result is not None]
+
+
+def test_racing_approvers_leave_one_decision(
+    race_engine: Engine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bot.approvals.service")
+    service = make_service(race_engine, clock)
+    repo = ServiceRequestRepository(race_engine)
+    request = asyncio.run(
+        service.submit(REQUESTER, "stationery", {"note": "pens"}, submission_id="sub-race")
+    )
+
+    attempts = race_decisions(service, race_engine, request.id)
+
+    described = "\n".join(f"#{a.index} {a.worker}: {a.outcome} {a.error}" for a in attempts)
+    assert Counter(a.outcome for a in attempts) == {"changed": 1, "already": RACERS - 1}, described
+    (winner,) = [a for a in attempts if a.outcome == "changed"]
+    winner_name = next(p.name for p in PANEL if p.user_id == winner.booking_id)
+    expected = f"This was already approved by {winner_name} at 23 Nov 2026 08:05."
+    assert {a.error for a in attempts if a.outcome == "already"} == {expected}
+    record = repo.get(request.id)
+    assert record is not None
+    assert record.version == 2
+    assert record.status == ServiceRequestStatus.APPROVED
+    assert len(json.loads(record.state)["decisions"]) == 1
+    assert actions(repo, request.id) == [
+        ("submitted", "user-req"),
+        ("approved", winner.booking_id),
+    ]
+    assert peak_overlap(attempts) >= RACERS // 5, f"the clicks hardly overlapped:\n{described}"
+    # The losers read the request before the winner's update: their conditional update found a
+    # newer version, wrote nothing, and they decided again on the fresh state.
+    retries = [r for r in caplog.records if "trying again" in r.getMessage()]
+    assert retries, "no click lost the conditional update: the race did not reach the guard"
