@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -15,11 +19,15 @@ from aiohttp import web
 from sqlalchemy import Engine, text
 
 from bot.actions import CardActions
+from bot.approvals.catalogue import load_catalogue
+from bot.approvals.errors import CatalogueError
+from bot.approvals.policy import StaticApproverResolver, load_policies
+from bot.approvals.service import ApprovalService
 from bot.booking import BookingPolicy, BookingService, Clock, system_clock
 from bot.config import DirectoryKind, Settings, SettingsError, load_settings
 from bot.directory import RoomDirectory
 from bot.directory.graph import GraphDirectory, MailboxZones
-from bot.directory.local import LocalDirectory, RoomDirectoryError
+from bot.directory.local import LocalDirectory, RoomDirectoryError, load_manager_map
 from bot.graph import GraphClient
 from bot.identity import AppIdentity, BotTokenService
 from bot.identity.msal_tokens import MsalHttpClient
@@ -31,6 +39,7 @@ from bot.storage.repository import (
     TokenCacheRepository,
     UserRepository,
 )
+from bot.storage.service_requests import ServiceRequestRepository
 from bot.teams_adapter import build_adapter, messages_endpoint
 from bot.teams_handler import FrontdeskBot
 from bot.users import UserService, WelcomeGuard
@@ -52,6 +61,7 @@ class Components:
     users: UserService
     bot: FrontdeskBot
     user_tokens: UserTokens | None = None
+    approvals: ApprovalService | None = None
 
 
 ENGINE = web.AppKey("engine", Engine)
@@ -109,6 +119,7 @@ def build_components(
         clock=clock,
         mailbox_zones=mailbox_zones,
     )
+    approvals = _approvals(settings, engine, clock)
     bot = FrontdeskBot(
         actions=CardActions(booking, user_tokens=user_tokens),
         user_tokens=user_tokens,
@@ -123,6 +134,29 @@ def build_components(
         users=users,
         bot=bot,
         user_tokens=user_tokens,
+        approvals=approvals,
+    )
+
+
+def _approvals(settings: Settings, engine: Engine, clock: Clock) -> ApprovalService:
+    """The service catalogue and approval policies, validated now so a broken file stops the
+    start with a message naming CATALOGUE_FILE or POLICIES_FILE and the faulty path."""
+    try:
+        book = load_policies(settings.policies_file)
+        catalogue = load_catalogue(settings.catalogue_file, book)
+    except CatalogueError as error:
+        raise StartupError(str(error)) from None
+    managers: dict[str, str] = {}
+    if settings.directory is DirectoryKind.LOCAL:
+        managers = load_manager_map(settings.rooms_file)
+    resolver = StaticApproverResolver(managers=managers, groups=book.groups)
+    return ApprovalService(
+        requests=ServiceRequestRepository(engine),
+        catalogue=catalogue,
+        policies=book,
+        resolver_for=lambda actor: resolver,
+        clock=clock,
+        new_id=lambda: str(uuid.uuid4()),
     )
 
 
@@ -242,6 +276,11 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"frontdesk: {error}\n")
         return 2
     configure_logging(settings.log_level)
+    if argv[:1] == ["audit-export"]:
+        return asyncio.run(_audit_export(settings, argv[1:]))
+    if argv:
+        sys.stderr.write(f"frontdesk: unknown command {argv[0]!r}; use `audit-export` or none\n")
+        return 2
     mode = "local mode, no authentication" if settings.local_mode else "authenticated"
     logger.info(
         "Frontdesk on http://%s:%s/api/messages (%s, directory=%s)",
@@ -255,6 +294,40 @@ def main(argv: list[str]) -> int:
     except StartupError as error:
         sys.stderr.write(f"frontdesk: {error}\n")
         return 2
+    return 0
+
+
+async def _audit_export(settings: Settings, args: list[str]) -> int:
+    """`python app.py audit-export [--tenant ID] [--since ISO-TIME] [--output FILE]`: the audit
+    trail of service requests as CSV (to standard output unless --output is given)."""
+    parser = argparse.ArgumentParser(prog="python app.py audit-export")
+    parser.add_argument("--tenant", help="only this tenant's requests")
+    parser.add_argument("--since", type=datetime.fromisoformat, help="only events from then on")
+    parser.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    options = parser.parse_args(args)
+    since = options.since
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    try:
+        components = build_components(settings)
+    except StartupError as error:
+        sys.stderr.write(f"frontdesk: {error}\n")
+        return 2
+    await asyncio.to_thread(upgrade, components.engine)
+    assert components.approvals is not None
+    try:
+        if options.output is None:
+            count = await components.approvals.export_audit_csv(
+                sys.stdout, tenant_id=options.tenant, since=since
+            )
+        else:
+            with options.output.open("w", encoding="utf-8", newline="") as out:
+                count = await components.approvals.export_audit_csv(
+                    out, tenant_id=options.tenant, since=since
+                )
+    finally:
+        components.engine.dispose()
+    logger.info("exported %d audit events", count)
     return 0
 
 

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOMS_FILE = PROJECT_ROOT / "rooms" / "demo-office.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/frontdesk.db"
+DEFAULT_CATALOGUE_FILE = PROJECT_ROOT / "catalogue" / "services.yaml"
+DEFAULT_POLICIES_FILE = PROJECT_ROOT / "catalogue" / "policies.yaml"
 
 
 class DirectoryKind(StrEnum):
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default=DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
     directory: DirectoryKind = Field(default=DirectoryKind.LOCAL, validation_alias="DIRECTORY")
     rooms_file: Path = Field(default=DEFAULT_ROOMS_FILE, validation_alias="ROOMS_FILE")
+    catalogue_file: Path = Field(default=DEFAULT_CATALOGUE_FILE, validation_alias="CATALOGUE_FILE")
+    policies_file: Path = Field(default=DEFAULT_POLICIES_FILE, validation_alias="POLICIES_FILE")
     timezone: str = Field(default="UTC", validation_alias="TIMEZONE")
     max_booking_minutes: int = Field(
         default=480, ge=15, le=1440, validation_alias="MAX_BOOKING_MINUTES"

@@ -103,6 +103,12 @@ def load_rooms_file(path: Path) -> list[Room]:
     return rooms
 
 
+def load_manager_map(path: Path) -> dict[str, str]:
+    """The rooms file's `manager_of` map (user id -> manager id), for approvals in local mode."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return RoomsFile.model_validate(raw).manager_of
+
+
 class LocalDirectory:
     """Rooms from the YAML file; busy times from the bookings in our database."""
 
