@@ -141,7 +141,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = REPO_ROOT / "tests" / "js"
 PLAYGROUND_BIN = JS_DIR / "node_modules" / ".bin" / "agentsplayground"
 UI_SCRIPT = JS_DIR / "playground-ui.mjs"
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 PLAYGROUND_LABEL = "Microsoft 365 Agents Playground"
