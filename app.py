@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
+from botframework.connector.auth import ServiceClientCredentialsFactory
 from sqlalchemy import Engine, text
 
 from bot.actions import CardActions
@@ -205,8 +206,13 @@ async def create_app(
     *,
     clock: Clock = system_clock,
     msal_http_client: MsalHttpClient | None = None,
+    bot_credentials_factory: ServiceClientCredentialsFactory | None = None,
 ) -> web.Application:
-    """The aiohttp application: `/api/messages`, `/healthz`, `/readyz`."""
+    """The aiohttp application: `/api/messages`, `/healthz`, `/readyz`.
+
+    `bot_credentials_factory` lets tests give the bot's outgoing replies a token without
+    Microsoft Entra ID (botbuilder's own factory, from the app id and password, by default).
+    """
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         components = build_components(
@@ -215,7 +221,7 @@ async def create_app(
     except BaseException:
         await http.close()
         raise
-    adapter = build_adapter(settings)
+    adapter = build_adapter(settings, credentials_factory=bot_credentials_factory)
     app = web.Application(client_max_size=256 * 1024)
     app[ENGINE] = components.engine
     app[COMPONENTS] = components

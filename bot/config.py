@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     bot_oauth_url: str = Field(
         default="https://token.botframework.com", validation_alias="BOT_OAUTH_URL"
     )
+    bot_openid_metadata_url: str = Field(default="", validation_alias="BOT_OPENID_METADATA_URL")
+    bot_token_issuer: str = Field(default="", validation_alias="BOT_TOKEN_ISSUER")
     oauth_connection_name: str = Field(default="", validation_alias="OAUTH_CONNECTION_NAME")
     aad_authority_host: str = Field(
         default="https://login.microsoftonline.com", validation_alias="AAD_AUTHORITY_HOST"
@@ -116,6 +118,13 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("bot_openid_metadata_url")
+    @classmethod
+    def _optional_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, or empty for the public cloud")
+        return value
 
     @field_validator("log_level")
     @classmethod

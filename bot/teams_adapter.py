@@ -10,13 +10,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import requests
 from aiohttp import web
-from botbuilder.core import TurnContext
+from botbuilder.core import TurnContext, serializer_helper
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
 )
-from botbuilder.schema import Activity, ActivityTypes
+from botbuilder.schema import Activity, ActivityTypes, CallerIdConstants
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    AuthenticationConstants,
+    ServiceClientCredentialsFactory,
+)
 
 from bot.config import Settings
 from bot.teams_handler import FrontdeskBot, card_message
@@ -36,11 +42,44 @@ class SdkConfiguration:
         # With no app id botbuilder runs anonymously, which its MultiTenant factory alone allows.
         self.APP_TYPE = "MultiTenant" if settings.local_mode else settings.microsoft_app_type.value
         self.APP_TENANTID = settings.microsoft_app_tenant_id
+        # Setting any one of the attributes below (OAUTH_URL always is) switches botbuilder from its
+        # built-in public cloud to a parameterized set-up that leaves every attribute not given as
+        # None (no token issuer, no login URL). So all are given: the public cloud's own values
+        # unless one of our settings overrides them.
+        self.OAUTH_URL = settings.bot_oauth_url
+        self.TO_CHANNEL_FROM_BOT_LOGIN_URL = (
+            AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX
+        )
+        self.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = (
+            AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
+        )
+        self.CALLER_ID = CallerIdConstants.public_azure_channel
+        metadata_url = settings.bot_openid_metadata_url
+        self.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL = (
+            metadata_url or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL
+        )
+        self.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = (
+            metadata_url or AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+        )
+        self.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = (
+            settings.bot_token_issuer or AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER
+        )
 
 
-def build_adapter(settings: Settings) -> CloudAdapter:
-    """A CloudAdapter authenticating as the configured bot (anonymous only in local mode)."""
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(SdkConfiguration(settings)))
+def build_adapter(
+    settings: Settings, *, credentials_factory: ServiceClientCredentialsFactory | None = None
+) -> CloudAdapter:
+    """A CloudAdapter authenticating as the configured bot (anonymous only in local mode).
+
+    `credentials_factory` replaces botbuilder's own (from the app id and password) for the bot's
+    outgoing tokens: a test seam, so replies need no Microsoft Entra ID.
+    """
+    configuration = SdkConfiguration(settings)
+    adapter = CloudAdapter(
+        ConfigurationBotFrameworkAuthentication(
+            configuration, credentials_factory=credentials_factory
+        )
+    )
     adapter.on_turn_error = _on_turn_error
     return adapter
 
@@ -62,14 +101,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: bool) -> Handler:
-    """`POST /api/messages`: size and shape checks, then the adapter; auth failures are 401."""
+    """`POST /api/messages`: size and shape checks, authentication, then the turn.
+
+    Every authentication failure is 401 (403 for a channel the signing key does not endorse) and
+    runs no turn; a failure in the turn itself is not an authentication failure and stays 500.
+    """
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _problem(413, "request body too large")
         if "application/json" not in request.headers.get("Content-Type", ""):
             return _problem(415, "expected application/json")
-        if not local_mode and not request.headers.get("Authorization", "").startswith("Bearer "):
+        auth_header = request.headers.get("Authorization", "")
+        if not local_mode and not auth_header.startswith("Bearer "):
             return _problem(401, "missing bearer token")
         try:
             body = await request.read()
@@ -78,22 +122,58 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
             payload: Any = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             return _problem(400, "body is not JSON")
-        problem = _activity_problem(payload)
-        if problem is not None:
-            return _problem(400, problem)
-        try:
-            response = await adapter.process(request, bot)
-        except web.HTTPException:
-            raise
-        except PermissionError:
-            return _problem(401, "not authenticated")
-        return response if response is not None else web.Response(status=201)
+        activity = _parse_activity(payload)
+        if isinstance(activity, str):
+            return _problem(400, activity)
+        authenticated = await _authenticate(adapter, activity, auth_header or None)
+        if isinstance(authenticated, web.Response):
+            return authenticated
+        invoke_response = await adapter.process_activity(authenticated, activity, bot.on_turn)
+        if invoke_response:
+            # As CloudAdapter.process answers.
+            return web.json_response(
+                data=serializer_helper(invoke_response.body), status=invoke_response.status
+            )
+        return web.Response(status=201)
 
     return handle
 
 
-def _activity_problem(payload: Any) -> str | None:
-    """What makes this JSON unusable as an activity, or None (checked before botbuilder sees it)."""
+# What botbuilder 4.17.1 raises, as a bare Exception, for a key that does not endorse the channel.
+_ENDORSEMENT_FAILURE = "Could not validate endorsement key"
+
+
+async def _authenticate(
+    adapter: CloudAdapter, activity: Activity, auth_header: str | None
+) -> AuthenticateRequestResult | web.Response:
+    """botbuilder's check of the bearer token against the activity, or the answer refusing it.
+
+    botbuilder reports a bad token with PermissionError, PyJWT's errors, IndexError (unknown key
+    id), AttributeError (a header it cannot split) and bare Exception (disallowed algorithm,
+    unendorsed channel), so everything raised here but a failure to fetch the signing keys is the
+    caller's token failing. `None` as the header is the anonymous request of local mode.
+    """
+    try:
+        result: AuthenticateRequestResult = (
+            await adapter.bot_framework_authentication.authenticate_request(activity, auth_header)
+        )
+    except requests.RequestException:
+        # The OpenID metadata or its keys could not be fetched: our outage, not a bad token.
+        logger.exception("could not fetch the keys that sign Bot Framework tokens")
+        return _problem(503, "cannot verify tokens right now")
+    except Exception as error:  # see above: botbuilder has no one authentication error type
+        if type(error) is Exception and str(error) == _ENDORSEMENT_FAILURE:
+            logger.warning(
+                "token rejected: its key does not endorse channel %r", activity.channel_id
+            )
+            return _problem(403, "token not valid for this channel")
+        logger.warning("token rejected: %s: %r", type(error).__name__, str(error))
+        return _problem(401, "not authenticated")
+    return result
+
+
+def _parse_activity(payload: Any) -> Activity | str:
+    """The activity in this JSON, or what makes it unusable (checked before botbuilder sees it)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return "body is not an activity"
     try:
@@ -106,7 +186,7 @@ def _activity_problem(payload: Any) -> str | None:
         return "activity has no conversation id"
     if activity.from_property is None or not activity.from_property.id:
         return "activity has no sender"
-    return None
+    return activity
 
 
 def _problem(status: int, detail: str) -> web.Response:
