@@ -36,6 +36,15 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(getattr(exc, "orig", None), "sqlstate", None)
 
 
+def _delete_row(engine: Engine, model: Any, key: Any) -> None:
+    """Delete the row with this primary key, if there is one."""
+    with read_session(engine) as session:
+        row = session.get(model, key)
+        if row is not None:
+            session.delete(row)
+            session.commit()
+
+
 def _dialect_insert(engine: Engine, table: Any) -> Any:
     return postgresql.insert(table) if is_postgres(engine) else sqlite.insert(table)
 
@@ -141,11 +150,7 @@ class BookingRepository:
         await asyncio.to_thread(self._delete, booking_id)
 
     def _delete(self, booking_id: str) -> None:
-        with read_session(self._engine) as session:
-            booking = session.get(Booking, booking_id)
-            if booking is not None:
-                session.delete(booking)
-                session.commit()
+        _delete_row(self._engine, Booking, booking_id)
 
     async def attach_hold(
         self,
@@ -435,11 +440,7 @@ class TokenCacheRepository:
         await asyncio.to_thread(self._delete, user_key)
 
     def _delete(self, user_key: str) -> None:
-        with read_session(self._engine) as session:
-            row = session.get(UserTokenCache, user_key)
-            if row is not None:
-                session.delete(row)
-                session.commit()
+        _delete_row(self._engine, UserTokenCache, user_key)
 
     def _save(self, user_key: str, serialized: str) -> None:
         values = {"user_key": user_key, "cache": serialized, "updated_at": self._clock()}

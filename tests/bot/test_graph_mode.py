@@ -50,16 +50,22 @@ def app_env(tenant: tuple[FakeGraph, FakeTokenService]) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def graph(tenant: tuple[FakeGraph, FakeTokenService]) -> FakeGraph:
+    """The fake Graph, with Megan signed in through the OAuth connection."""
+    fake, tokens = tenant
+    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    return fake
+
+
 def megan_mailbox(graph: FakeGraph) -> str:
     [user] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
     return user.mail
 
 
 async def test_book_and_cancel_against_microsoft_graph(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
 
     form = await frontdesk.say("book")
     buildings = inputs(form)["building"]["choices"]
@@ -97,10 +103,8 @@ async def test_book_and_cancel_against_microsoft_graph(
 
 
 async def test_a_room_busy_in_outlook_is_not_offered(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     first_room = book_actions(results)[0]["data"]["room"]
     day = frontdesk.clock.now.replace(hour=0, minute=0)
@@ -222,10 +226,8 @@ async def test_sign_out_forgets_the_token(
 
 
 async def test_graph_throttling_past_the_limit_is_explained_and_books_nothing(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     graph.throttle("/me/events", times=10, retry_after=120)
 
@@ -237,10 +239,8 @@ async def test_graph_throttling_past_the_limit_is_explained_and_books_nothing(
 
 
 async def test_a_throttled_booking_waits_and_books_exactly_once(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     graph.throttle("/me/events", times=2, retry_after=1)
 
@@ -254,10 +254,8 @@ async def test_a_throttled_booking_waits_and_books_exactly_once(
 
 
 async def test_a_missing_teams_link_is_repaired_and_said_so(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     graph.tenant.drop_join_links = True
     results = await frontdesk.search(SLOT)
 
@@ -307,11 +305,7 @@ async def test_without_a_sign_in_the_clients_zone_is_used(frontdesk: Frontdesk) 
 # --- the room's answer, and changes made in Outlook --------------------------------------------
 
 
-async def test_the_rooms_answer_reaches_the_card(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
-) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+async def test_the_rooms_answer_reaches_the_card(frontdesk: Frontdesk, graph: FakeGraph) -> None:
     results = await frontdesk.search(SLOT)
 
     confirmation = await frontdesk.press(book_actions(results)[0])
@@ -329,10 +323,8 @@ async def test_the_rooms_answer_reaches_the_card(
 
 
 async def test_a_declined_room_frees_the_slot_and_offers_other_rooms(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     first = book_actions(results)[0]
     await frontdesk.press(first)
@@ -353,10 +345,8 @@ async def test_a_declined_room_frees_the_slot_and_offers_other_rooms(
 
 
 async def test_a_meeting_cancelled_in_outlook_leaves_my_bookings(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search(SLOT)
     await frontdesk.press(book_actions(results)[0])
     [event] = graph.calendar(megan_mailbox(graph))
@@ -371,10 +361,8 @@ async def test_a_meeting_cancelled_in_outlook_leaves_my_bookings(
 
 
 async def test_meet_now_gives_a_teams_link_and_help_offers_it(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
 
     help_card = await frontdesk.say("help")
     card = await frontdesk.press(action_titled(help_card, "Meet now"))
@@ -387,10 +375,8 @@ async def test_meet_now_gives_a_teams_link_and_help_offers_it(
 
 
 async def test_a_weekly_booking_makes_one_event_per_date(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search({**SLOT, "repeat": "weekly", "occurrences": "3"})
 
     booked = await frontdesk.press(execute_actions(results, Verb.BOOKING_SERIES)[0])
@@ -405,10 +391,8 @@ async def test_a_weekly_booking_makes_one_event_per_date(
 
 
 async def test_my_bookings_reads_every_event_in_one_batch(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    graph, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
     results = await frontdesk.search({**SLOT, "repeat": "daily", "occurrences": "3"})
     await frontdesk.press(execute_actions(results, Verb.BOOKING_SERIES)[0])
     await graph.settle()
