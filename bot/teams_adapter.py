@@ -25,7 +25,7 @@ from botframework.connector.auth import (
 )
 
 from bot.config import Settings
-from bot.teams_handler import FrontdeskBot, card_message
+from bot.teams_handler import FrontdeskBot, card_invoke_response, card_message
 from cards.common import message_card
 
 logger = logging.getLogger(__name__)
@@ -85,12 +85,23 @@ def build_adapter(
 
 
 async def _on_turn_error(context: TurnContext, error: Exception) -> None:
+    """A turn failed unexpectedly: log it and tell the user plainly, never with the error text.
+
+    A card click still answers HTTP 200 with a card (else botbuilder answers 501, which Teams
+    shows as a bare error); a message gets the same card as a reply.
+    """
     logger.exception("turn failed: %s", type(error).__name__, exc_info=error)
-    if context.activity.type == ActivityTypes.message:
-        card = message_card(
-            "Something went wrong",
-            "Sorry, I could not finish that. Please try again in a moment.",
+    card = message_card(
+        "Something went wrong",
+        "Sorry, I could not finish that. Please try again in a moment.",
+    )
+    activity = context.activity
+    if activity.type == ActivityTypes.invoke and activity.name == "adaptiveCard/action":
+        await context.send_activity(
+            Activity(type=ActivityTypes.invoke_response, value=card_invoke_response(card))
         )
+        return
+    if activity.type == ActivityTypes.message:
         try:
             await context.send_activity(card_message(card))
         except Exception:  # the connector may be what failed

@@ -997,3 +997,17 @@ async def test_a_weekly_booking_with_a_taken_date_offers_choices(frontdesk: Fron
     done = await frontdesk.press(action_titled(booked, "Cancel all"))
     assert "3 upcoming dates were cancelled" in text_of(done)
     assert "no upcoming bookings" in text_of(await frontdesk.say("my bookings"))
+
+
+async def test_an_unexpected_failure_in_a_click_still_answers_with_a_card(
+    frontdesk: Frontdesk,
+) -> None:
+    with frontdesk.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE booking_draft")  # the database breaks under us
+
+    status, body = await frontdesk.invoke(Verb.BOOKING_SEARCH.value, dict(SLOT))
+
+    assert status == 200
+    assert (body["statusCode"], body["type"]) == (200, CARD_TYPE)
+    assert headline(body["value"]) == "Something went wrong"
+    assert "booking_draft" not in json.dumps(body)  # never the error text
