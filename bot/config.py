@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import zoneinfo
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +32,12 @@ class AppType(StrEnum):
 
 class SettingsError(ValueError):
     """Configuration that cannot run; the message names the variable."""
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+_GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _split_list(value: Any) -> Any:
@@ -90,6 +97,15 @@ class Settings(BaseSettings):
     room_cache_seconds: int = Field(
         default=900, ge=0, le=86400, validation_alias="ROOM_CACHE_SECONDS"
     )
+    # The Teams app package (`make package`, manifest/build.py).
+    public_hostname: str = Field(default="", validation_alias="PUBLIC_HOSTNAME")
+    teams_app_id: str = Field(default="", validation_alias="TEAMS_APP_ID")
+    developer_name: str = Field(
+        default="Frontdesk", max_length=32, validation_alias="DEVELOPER_NAME"
+    )
+    developer_website_url: str = Field(default="", validation_alias="DEVELOPER_WEBSITE_URL")
+    developer_privacy_url: str = Field(default="", validation_alias="DEVELOPER_PRIVACY_URL")
+    developer_terms_url: str = Field(default="", validation_alias="DEVELOPER_TERMS_URL")
 
     @field_validator("allowed_tenants", mode="before")
     @classmethod
@@ -124,6 +140,31 @@ class Settings(BaseSettings):
     def _optional_http_url(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL, or empty for the public cloud")
+        return value
+
+    @field_validator("public_hostname")
+    @classmethod
+    def _bare_hostname(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if value and not _HOSTNAME.fullmatch(value):
+            raise ValueError(
+                "must be the bot's public host name only, such as frontdesk.contoso.com "
+                "(no https://, port or path)"
+            )
+        return value
+
+    @field_validator("teams_app_id")
+    @classmethod
+    def _optional_guid(cls, value: str) -> str:
+        if value and not _GUID.fullmatch(value):
+            raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000")
+        return value.lower()
+
+    @field_validator("developer_website_url", "developer_privacy_url", "developer_terms_url")
+    @classmethod
+    def _optional_https_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL, or empty for one on PUBLIC_HOSTNAME")
         return value
 
     @field_validator("log_level")
