@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from bot.approvals.errors import FormError, PolicyError
+from bot.approvals.service import ApprovalService, RequestBusy, Role, ServiceRequest
 from bot.booking import BookingService
 from bot.commands import Verb
 from bot.errors import (
@@ -32,7 +35,8 @@ from bot.graph import (
 from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError, SignInRequired
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
-from bot.storage.tables import BookingStatus
+from bot.notifications import RequestNotifier
+from bot.storage.tables import BookingStatus, ServiceRequestStatus
 from cards.booking import (
     booking_form,
     bookings_list_card,
@@ -43,18 +47,29 @@ from cards.booking import (
     series_booked_card,
     series_plan_card,
 )
-from cards.common import Card, action, message_card
+from cards.common import Card, action, format_span, message_card
 from cards.help import help_card, welcome_card
+from cards.requests import (
+    BookingChoice,
+    approvals_card,
+    categories_card,
+    form_inputs,
+    my_requests_card,
+    request_form_card,
+)
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Actor, Mapping[str, Any]], Awaitable[Card]]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_SLUG = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ROOM_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,256}$")
 # Commands whose answer shows one person's data: in shared chats they answer with a button.
 _PRIVATE_ANSWERS: dict[Verb, tuple[str, str]] = {
     Verb.BOOKING_LIST: ("My bookings", "Show my bookings"),
+    Verb.REQUEST_LIST: ("My requests", "Show my requests"),
+    Verb.APPROVAL_LIST: ("Approvals", "Show what waits for me"),
 }
 
 
@@ -62,6 +77,27 @@ def _uuid(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not _UUID.match(value):
         raise MalformedAction(f"{key} must be an id")
+    return value
+
+
+def _slug(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not _SLUG.match(value):
+        raise MalformedAction(f"{key} must be an id")
+    return value
+
+
+def _optional_uuid(data: Mapping[str, Any], key: str) -> str | None:
+    """An id from a choice input, where an empty choice arrives as "" (or not at all)."""
+    if data.get(key) in (None, ""):
+        return None
+    return _uuid(data, key)
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise MalformedAction(f"{key} must be text")
     return value
 
 
@@ -75,9 +111,18 @@ def _room_id(data: Mapping[str, Any]) -> str:
 class CardActions:
     """The verb table and its handlers."""
 
-    def __init__(self, booking: BookingService, *, user_tokens: UserTokens | None = None) -> None:
+    def __init__(
+        self,
+        booking: BookingService,
+        *,
+        user_tokens: UserTokens | None = None,
+        approvals: ApprovalService | None = None,
+        notifier: RequestNotifier | None = None,
+    ) -> None:
         self._booking = booking
         self._user_tokens = user_tokens
+        self._approvals = approvals
+        self._notifier = notifier
         self._table: dict[Verb, Handler] = {
             Verb.HELP: self.help,
             Verb.BOOKING_START: self.start,
@@ -93,6 +138,15 @@ class CardActions:
             Verb.BOOKING_SERIES: self.series,
             Verb.BOOKING_SERIES_BOOK: self.book_series,
             Verb.BOOKING_CANCEL_SERIES: self.cancel_series,
+            Verb.REQUEST_START: self.request_start,
+            Verb.REQUEST_FORM: self.request_form,
+            Verb.REQUEST_SUBMIT: self.request_submit,
+            Verb.REQUEST_SHOW: self.request_show,
+            Verb.REQUEST_LIST: self.request_list,
+            Verb.REQUEST_DECIDE: self.request_decide,
+            Verb.REQUEST_CANCEL: self.request_cancel,
+            Verb.REQUEST_FULFIL: self.request_fulfil,
+            Verb.APPROVAL_LIST: self.approval_list,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -308,6 +362,257 @@ class CardActions:
             if changed
             else "This booking was already cancelled.",
         )
+
+    # -- service requests ------------------------------------------------------------------------
+    def _requests(self) -> tuple[ApprovalService, RequestNotifier]:
+        if self._approvals is None or self._notifier is None:
+            raise NotAllowed("Service requests are not set up here.")
+        return self._approvals, self._notifier
+
+    async def request_start(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, _ = self._requests()
+        return categories_card(
+            approvals.catalogue.categories, booking_id=_optional_uuid(data, "booking")
+        )
+
+    async def request_form(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return await self._request_form(
+            actor, _slug(data, "category"), booking_id=_optional_uuid(data, "booking")
+        )
+
+    async def _request_form(
+        self,
+        actor: Actor,
+        category_id: str,
+        *,
+        booking_id: str | None,
+        values: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        submission_id: str | None = None,
+    ) -> Card:
+        approvals, _ = self._requests()
+        category = approvals.category(category_id)
+        if category is None:
+            raise NotFound("That service is not in the catalogue any more.")
+        bookings = [
+            BookingChoice(
+                booking.id,
+                f"{booking.subject} · {booking.room_name}, "
+                f"{format_span(booking.start_at, booking.end_at, actor.time_zone)}",
+            )
+            for booking in await self._booking.upcoming(actor)
+            if booking.status == BookingStatus.CONFIRMED
+        ]
+        return request_form_card(
+            category,
+            submission_id=submission_id or str(uuid.uuid4()),
+            bookings=bookings,
+            values=values,
+            booking_id=booking_id,
+            error=error,
+        )
+
+    async def request_submit(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, notifier = self._requests()
+        category_id = _slug(data, "category")
+        submission = _uuid(data, "submission")
+        booking_id = _optional_uuid(data, "booking")
+        inputs = form_inputs(data)
+        try:
+            request = await approvals.submit(
+                actor, category_id, inputs, booking_id, submission_id=submission
+            )
+        except (FormError, InputError) as error:
+            return await self._request_form(
+                actor,
+                category_id,
+                booking_id=booking_id,
+                values=inputs,
+                error=error.message,
+                submission_id=submission,
+            )
+        except PolicyError as error:
+            logger.warning("approval policy cannot be applied: %s", error)
+            return message_card(
+                "This request cannot be sent",
+                f"Its approval step \u201c{error.stage_name}\u201d has nobody to approve it "
+                f"({error.reason}). Nothing was sent; please tell your Frontdesk admin.",
+                actions=[action("Other services", Verb.REQUEST_START)],
+            )
+        notifier.submitted(request, actor)
+        return await notifier.card(
+            request,
+            Role.REQUESTER,
+            viewer_id=actor.user_id,
+            time_zone=actor.time_zone,
+            message=_submitted_text(request),
+        )
+
+    async def request_show(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, notifier = self._requests()
+        place = actor.place
+        request, role = await approvals.viewable(
+            actor,
+            _uuid(data, "request"),
+            conversation_id=place.conversation_id if place else None,
+            in_channel=place.teams_channel_id if place else None,
+        )
+        return await notifier.card(
+            request, role, viewer_id=actor.user_id, time_zone=actor.time_zone
+        )
+
+    async def request_decide(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, notifier = self._requests()
+        request_id = _uuid(data, "request")
+        decision = data.get("decision")
+        if decision not in ("approve", "reject"):
+            raise MalformedAction("decision must be approve or reject")
+        item = data.get("item")
+        if item != "all" and not (isinstance(item, str) and _SLUG.match(item)):
+            raise MalformedAction("item must be an item id or all")
+        try:
+            result = await approvals.decide(
+                actor,
+                request_id,
+                items="all" if item == "all" else [item],
+                approve=decision == "approve",
+                comment=_text(data, "comment"),
+            )
+        except InputError as error:
+            return await self._request_card(actor, request_id, error.message, tone="attention")
+        except RequestBusy as busy:
+            return await self._request_card(actor, request_id, str(busy), tone="attention")
+        if result.changed:
+            notice = _final_notice(result.request)
+            notifier.changed(result.request, notice=notice)
+            message = "Your decision is recorded."
+            tone = "good"
+        else:
+            assert result.already is not None
+            message, tone = result.already.message, "attention"
+        if data.get("from") == "list":
+            return await self._approvals_list(actor, message)
+        return await self._request_card(actor, request_id, message, tone=tone)
+
+    async def _request_card(
+        self, actor: Actor, request_id: str, message: str, *, tone: str = "good"
+    ) -> Card:
+        approvals, notifier = self._requests()
+        place = actor.place
+        request, role = await approvals.viewable(
+            actor,
+            request_id,
+            conversation_id=place.conversation_id if place else None,
+            in_channel=place.teams_channel_id if place else None,
+        )
+        return await notifier.card(
+            request,
+            role,
+            viewer_id=actor.user_id,
+            time_zone=actor.time_zone,
+            message=message,
+            tone=tone,
+        )
+
+    async def request_cancel(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, notifier = self._requests()
+        request_id = _uuid(data, "request")
+        try:
+            request = await approvals.cancel(actor, request_id, _text(data, "comment"))
+        except NotAllowed as refused:
+            return await self._request_card(actor, request_id, str(refused), tone="attention")
+        notifier.changed(request)
+        return await notifier.card(
+            request,
+            Role.REQUESTER,
+            viewer_id=actor.user_id,
+            time_zone=actor.time_zone,
+            message="Your request is cancelled. The approvers see that on their cards.",
+        )
+
+    async def request_fulfil(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, notifier = self._requests()
+        request_id = _uuid(data, "request")
+        step = data.get("step")
+        if not isinstance(step, str):
+            raise MalformedAction("step must be text")
+        place = actor.place
+        try:
+            result = await approvals.fulfil(
+                actor,
+                request_id,
+                step,
+                _text(data, "comment"),
+                in_channel=place.teams_channel_id if place else None,
+            )
+        except InputError as error:
+            return await self._request_card(actor, request_id, error.message, tone="attention")
+        if result.changed:
+            notifier.changed(result.request, notice=_fulfilment_notice(result.request, actor))
+            return await self._request_card(actor, request_id, "Updated. The requester is told.")
+        return await self._request_card(actor, request_id, result.message, tone="attention")
+
+    async def request_list(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        approvals, _ = self._requests()
+        requests = await approvals.my_requests(actor)
+        return my_requests_card(requests, _category_names(approvals), time_zone=actor.time_zone)
+
+    async def approval_list(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return await self._approvals_list(actor, None)
+
+    async def _approvals_list(self, actor: Actor, message: str | None) -> Card:
+        approvals, _ = self._requests()
+        waiting = await approvals.waiting_for(actor)
+        return approvals_card(
+            waiting,
+            _category_names(approvals),
+            viewer_id=actor.user_id,
+            time_zone=actor.time_zone,
+            message=message,
+        )
+
+
+def _category_names(approvals: ApprovalService) -> dict[str, str]:
+    return {category.id: category.name for category in approvals.catalogue.categories}
+
+
+def _submitted_text(request: ServiceRequest) -> str:
+    stage = request.state.current_stage if request.pending else None
+    if stage is not None:
+        return f"Sent. It now waits for {stage.name}; you will hear back here."
+    return "Sent. Nothing needed approval: it went straight to the fulfilment team."
+
+
+def _final_notice(request: ServiceRequest) -> tuple[str, str] | None:
+    """What the requester is told when a decision finishes the approval (None: not finished)."""
+    if request.status == ServiceRequestStatus.APPROVED:
+        return (
+            "Request approved",
+            "Everything was approved. The fulfilment team takes it from here.",
+        )
+    if request.status == ServiceRequestStatus.PARTIALLY_APPROVED:
+        return (
+            "Request partly approved",
+            "Some items were approved and some rejected; open it to see which. The approved "
+            "ones go to the fulfilment team.",
+        )
+    if request.status == ServiceRequestStatus.REJECTED:
+        return "Request rejected", "Your request was rejected. Open it to see the comments."
+    return None
+
+
+def _fulfilment_notice(request: ServiceRequest, actor: Actor) -> tuple[str, str]:
+    texts = {
+        "in_progress": ("Work started", f"{actor.name or 'The fulfilment team'} started on it."),
+        "done": ("Request done", f"{actor.name or 'The fulfilment team'} marked it done."),
+        "cannot_do": (
+            "Request cannot be done",
+            f"{actor.name or 'The fulfilment team'} cannot do it. Open it to see why.",
+        ),
+    }
+    return texts.get(
+        request.fulfilment.value, ("Request updated", "Open it to see where it stands.")
+    )
 
 
 def _graph_error_card(error: GraphError) -> Card:

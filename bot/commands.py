@@ -27,6 +27,15 @@ class Verb(StrEnum):
     BOOKING_SERIES = "booking.series"
     BOOKING_SERIES_BOOK = "booking.bookSeries"
     BOOKING_CANCEL_SERIES = "booking.cancelSeries"
+    REQUEST_START = "request.start"
+    REQUEST_FORM = "request.form"
+    REQUEST_SUBMIT = "request.submit"
+    REQUEST_SHOW = "request.show"
+    REQUEST_LIST = "request.list"
+    REQUEST_DECIDE = "request.decide"
+    REQUEST_CANCEL = "request.cancel"
+    REQUEST_FULFIL = "request.fulfil"
+    APPROVAL_LIST = "approval.list"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,24 @@ COMMANDS: tuple[Command, ...] = (
         verb=Verb.BOOKING_LIST,
         title="My bookings",
         description="See your upcoming bookings and cancel one.",
+    ),
+    Command(
+        phrases=("request", "new request", "service request", "ask for a service", "order"),
+        verb=Verb.REQUEST_START,
+        title="Ask for a service",
+        description="Catering, AV, IT or facilities help, approved in Teams.",
+    ),
+    Command(
+        phrases=("my requests", "requests", "my request", "list requests"),
+        verb=Verb.REQUEST_LIST,
+        title="My requests",
+        description="See your service requests and where each one stands.",
+    ),
+    Command(
+        phrases=("approvals", "my approvals", "pending approvals", "to approve"),
+        verb=Verb.APPROVAL_LIST,
+        title="Approvals",
+        description="Requests waiting for your approval.",
     ),
     Command(
         phrases=("meet now", "meeting now", "new meeting", "start a meeting"),

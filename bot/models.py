@@ -62,6 +62,18 @@ class Room:
 
 
 @dataclass(frozen=True)
+class Place:
+    """Where the activity came from, as Teams told it (verified with the activity)."""
+
+    conversation_id: str
+    conversation_type: str  # personal, groupChat or channel
+    service_url: str
+    reference: str  # the conversation reference as JSON, for updates and proactive sends
+    message_id: str | None = None  # for a card click: the message holding the card
+    teams_channel_id: str | None = None  # in a channel: the channel's id (channelData)
+
+
+@dataclass(frozen=True)
 class Actor:
     """The verified user behind an activity: tenant and Entra object id come from Teams."""
 
@@ -72,6 +84,7 @@ class Actor:
     # How the Bot Framework token service knows this user (the channel account, not Entra).
     channel_user_id: str = ""
     channel_id: str = "msteams"
+    place: Place | None = None
 
 
 @dataclass(frozen=True)

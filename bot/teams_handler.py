@@ -5,8 +5,10 @@ With `bot/teams_adapter.py` and `app.py`, the only code that imports botbuilder.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from botbuilder.core import (
@@ -33,7 +35,7 @@ from bot.errors import MalformedAction
 from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.token_service import SignInResource
 from bot.identity.user_tokens import UserTokens
-from bot.models import Actor
+from bot.models import Actor, Place
 from bot.users import UserService, WelcomeGuard
 from cards.common import Card
 from cards.help import signed_in_card
@@ -98,6 +100,25 @@ def client_zone_of(activity: Activity) -> str | None:
     return None
 
 
+def place_of(activity: Activity) -> Place | None:
+    """The conversation the activity came from, and the clicked card's message, if any."""
+    conversation = activity.conversation
+    if conversation is None or not conversation.id or not activity.service_url:
+        return None
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    channel = channel_data.get("channel")
+    channel_id = channel.get("id") if isinstance(channel, dict) else None
+    reference = TurnContext.get_conversation_reference(activity).serialize()
+    return Place(
+        conversation_id=str(conversation.id)[:512],
+        conversation_type=str(conversation.conversation_type or "personal")[:32],
+        service_url=str(activity.service_url)[:512],
+        reference=json.dumps(reference, sort_keys=True),
+        message_id=str(activity.reply_to_id)[:512] if activity.reply_to_id else None,
+        teams_channel_id=channel_id[:512] if isinstance(channel_id, str) and channel_id else None,
+    )
+
+
 def user_of(account: ChannelAccount | None) -> tuple[str, str]:
     """The Entra object id (else the channel id) and display name of the sender."""
     if account is None:
@@ -147,7 +168,7 @@ class FrontdeskBot(ActivityHandler):
         activity = turn_context.activity
         user_id, name = user_of(activity.from_property)
         sender = activity.from_property
-        return await self._users.actor(
+        actor = await self._users.actor(
             tenant_id=tenant_of(activity),
             user_id=user_id,
             name=name,
@@ -155,6 +176,7 @@ class FrontdeskBot(ActivityHandler):
             channel_user_id=str(sender.id)[:256] if sender is not None and sender.id else "",
             channel_id=str(activity.channel_id or "msteams")[:64],
         )
+        return replace(actor, place=place_of(activity))
 
     async def _remember_conversation(self, turn_context: TurnContext) -> str | None:
         activity = turn_context.activity
@@ -263,6 +285,9 @@ class FrontdeskBot(ActivityHandler):
         if parsed is None:
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
         verb, data = parsed
+        if _is_personal(activity):
+            # Approvals reach people in their personal chat: remember it from any activity.
+            await self._remember_conversation(turn_context)
         actor = await self._actor(turn_context)
         try:
             if self._user_tokens is not None and not await self._finish_sign_in(

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from microsoft_teams.cards import CardElement, ExecuteAction, Fact, FactSet, TextBlock
+from microsoft_teams.cards import ActionSet, CardElement, Fact, FactSet, TextBlock
 
 from bot.commands import COMMANDS, Command, Verb
 from cards.common import APP_NAME, Card, action, heading, message_card, notice, render
 
-_INTRO = f"{APP_NAME} books meeting rooms for you, with a Teams meeting, right here in the chat."
+_INTRO = (
+    f"{APP_NAME} books meeting rooms for you, with a Teams meeting, and asks for catering, AV, IT "
+    "or facilities help with approvals, right here in the chat."
+)
+# The buttons come in groups (a card shows at most 5 actions in one row).
+_GROUPS = (("Rooms", ("booking.", "meeting.")), ("Services", ("request.", "approval.")))
 
 
 def _offered(online_meetings: bool) -> list[Command]:
     return [c for c in COMMANDS if online_meetings or not c.needs_online_meetings]
 
 
-def _command_actions(online_meetings: bool) -> list[ExecuteAction]:
-    return [action(c.title, c.verb) for c in _offered(online_meetings) if c.on_cards]
+def _command_buttons(online_meetings: bool) -> list[CardElement]:
+    """A titled row of buttons per group of commands."""
+    elements: list[CardElement] = []
+    offered = [c for c in _offered(online_meetings) if c.on_cards]
+    for title, prefixes in _GROUPS:
+        group = [c for c in offered if c.verb.value.startswith(prefixes)]
+        if group:
+            elements.append(TextBlock(text=title, weight="Bolder", spacing="Medium"))
+            elements.append(ActionSet(actions=[action(c.title, c.verb) for c in group]))
+    return elements
 
 
 def welcome_card(*, user_name: str | None = None, online_meetings: bool = False) -> Card:
@@ -24,13 +37,12 @@ def welcome_card(*, user_name: str | None = None, online_meetings: bool = False)
     body: list[CardElement] = [
         *heading(greeting, _INTRO),
         TextBlock(
-            text="Pick a button, or type a command such as **book** or **my bookings**.",
+            text="Pick a button, or type a command such as **book** or **request**.",
             wrap=True,
         ),
+        *_command_buttons(online_meetings),
     ]
-    return render(
-        body, actions=_command_actions(online_meetings), fallback_text=f"{greeting} {_INTRO}"
-    )
+    return render(body, fallback_text=f"{greeting} {_INTRO}")
 
 
 def help_card(*, not_understood: str | None = None, online_meetings: bool = False) -> Card:
@@ -56,9 +68,8 @@ def help_card(*, not_understood: str | None = None, online_meetings: bool = Fals
             is_subtle=True,
         )
     )
-    return render(
-        body, actions=_command_actions(online_meetings), fallback_text=f"{APP_NAME} help: {_INTRO}"
-    )
+    body += _command_buttons(online_meetings)
+    return render(body, fallback_text=f"{APP_NAME} help: {_INTRO}")
 
 
 def signed_in_card() -> Card:

@@ -16,19 +16,34 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, Literal, TextIO
+from zoneinfo import ZoneInfo
 
-from bot.approvals.catalogue import Catalogue, parse_request_form
-from bot.approvals.errors import AlreadyDecided, NotAnApprover
+from bot.approvals.catalogue import (
+    BookingLink,
+    Catalogue,
+    FulfilmentChannel,
+    FulfilmentUsers,
+    ServiceCategory,
+    parse_request_form,
+)
+from bot.approvals.errors import AlreadyDecided, FormError, NotAnApprover
 from bot.approvals.models import RequestDetail, RequestItem
 from bot.approvals.policy import ApproverResolver, PolicyBook, RequestFacts, plan_stages
-from bot.approvals.state import ApprovalState, Outcome, decide
-from bot.errors import FrontdeskError, NotAllowed, NotFound
+from bot.approvals.state import ApprovalState, Outcome, RequestStatus, decide
+from bot.errors import FrontdeskError, InputError, MalformedAction, NotAllowed, NotFound
 from bot.models import Actor
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.storage.tables import AuditEvent, ServiceRequestRecord, ServiceRequestStatus
+from bot.storage.tables import (
+    AuditEvent,
+    FulfilmentStatus,
+    ServiceRequestRecord,
+    ServiceRequestStatus,
+)
 
 logger = logging.getLogger(__name__)
+UTC_ZONE = ZoneInfo("UTC")
 
 # A decision is worked out again this often when other decisions keep landing first.
 MAX_ATTEMPTS = 5
@@ -37,6 +52,21 @@ SUBMITTED = "submitted"
 APPROVED = "approved"
 REJECTED = "rejected"
 CANCELLED = "cancelled"
+NOTIFIED = "notified"
+UNREACHABLE = "unreachable"
+FULFIL_STEPS: dict[str, FulfilmentStatus] = {
+    "start": FulfilmentStatus.IN_PROGRESS,
+    "done": FulfilmentStatus.DONE,
+    "cannot": FulfilmentStatus.CANNOT_DO,
+}
+# Which fulfilment states each step may start from.
+_FULFIL_FROM: dict[FulfilmentStatus, tuple[FulfilmentStatus, ...]] = {
+    FulfilmentStatus.IN_PROGRESS: (FulfilmentStatus.WAITING,),
+    FulfilmentStatus.DONE: (FulfilmentStatus.WAITING, FulfilmentStatus.IN_PROGRESS),
+    FulfilmentStatus.CANNOT_DO: (FulfilmentStatus.WAITING, FulfilmentStatus.IN_PROGRESS),
+}
+# The newest requests `my requests` lists.
+MY_REQUESTS_LIMIT = 15
 
 CSV_HEADER = ("at", "request_id", "actor_id", "actor_name", "action", "items", "comment")
 # Spreadsheet programs run a cell starting with one of these as a formula.
@@ -71,6 +101,27 @@ class ServiceRequest:
     version: int
     created_at: datetime
     updated_at: datetime
+    fulfilment: FulfilmentStatus = FulfilmentStatus.NONE
+
+    @property
+    def pending(self) -> bool:
+        return self.status == ServiceRequestStatus.PENDING
+
+
+class Role(StrEnum):
+    """How a viewer sees a request's card."""
+
+    APPROVER = "approver"  # has items to decide now: the buttons
+    REQUESTER = "requester"  # status, and Cancel while pending
+    FULFILMENT = "fulfilment"  # Start / Done / Can't do once approved
+    VIEWER = "viewer"  # read-only
+
+
+@dataclass(frozen=True)
+class FulfilmentResult:
+    request: ServiceRequest
+    changed: bool
+    message: str
 
 
 @dataclass(frozen=True)
@@ -161,6 +212,10 @@ class ApprovalService:
         except KeyError:
             raise NotFound("That service is not in the catalogue.") from None
         form = parse_request_form(category, inputs)
+        if booking_id is None and category.booking is BookingLink.REQUIRED:
+            raise FormError("booking", f"{category.name} needs one of your room bookings.")
+        if category.booking is BookingLink.NONE:
+            booking_id = None
         room_id = self._booked_room(actor, booking_id)
         facts = RequestFacts(actor.user_id, category.id, form.items, room_id)
         stages = plan_stages(
@@ -183,6 +238,7 @@ class ApprovalService:
             currency=form.currency,
             status=ServiceRequestStatus(state.status.value),
             state=json.dumps(state.to_dict()),
+            fulfilment=_fulfilment_after(state.status),
             version=1,
             created_at=now,
             updated_at=now,
@@ -297,6 +353,7 @@ class ApprovalService:
                 now=now,
                 approvers=_current_approvers(outcome.state) if outcome.stage_completed else None,
                 event=event,
+                fulfilment=_fulfilment_after(outcome.status),
             )
             if saved:
                 fresh = self._requests.get(record.id)
@@ -365,13 +422,192 @@ class ApprovalService:
         assert fresh is not None
         return _request(fresh)
 
+    # -- fulfilling ------------------------------------------------------------------------------
+    async def fulfil(
+        self,
+        actor: Actor,
+        request_id: str,
+        step: str,
+        comment: str | None = None,
+        *,
+        in_channel: str | None = None,
+    ) -> FulfilmentResult:
+        """The fulfilment team moves an approved request on: start, done, or cannot (comment).
+
+        Authority: the actor is one of the category's fulfilment users, or clicked in the
+        category's fulfilment channel (`in_channel`, from the verified activity).
+        """
+        target = FULFIL_STEPS.get(step)
+        if target is None:
+            raise MalformedAction(f"unknown fulfilment step {step[:32]!r}")
+        return await asyncio.to_thread(self._fulfil, actor, request_id, target, comment, in_channel)
+
+    def _fulfil(
+        self,
+        actor: Actor,
+        request_id: str,
+        target: FulfilmentStatus,
+        comment: str | None,
+        in_channel: str | None,
+    ) -> FulfilmentResult:
+        note = (comment or "").strip() or None
+        if note is not None and len(note) > 1000:
+            raise InputError("The comment can be at most 1000 characters long.", field="comment")
+        if target is FulfilmentStatus.CANNOT_DO and note is None:
+            raise InputError("Say why it cannot be done, so the requester knows.", field="comment")
+        for _ in range(MAX_ATTEMPTS):
+            record = self._load(actor, request_id)
+            if not self.is_fulfiller(actor, record.category_id, in_channel):
+                raise NotAllowed("Only the fulfilment team can update this request.")
+            current = FulfilmentStatus(record.fulfilment)
+            if current is FulfilmentStatus.NONE:
+                raise NotAllowed("This request is not approved for fulfilment.")
+            if current is target or current not in _FULFIL_FROM[target]:
+                return FulfilmentResult(
+                    request=_request(record),
+                    changed=False,
+                    message=self._fulfilment_already(actor, record),
+                )
+            now = self._clock()
+            event = _event(
+                record.id,
+                actor,
+                _FULFIL_ACTIONS[target],
+                now,
+                items=(),
+                comment=note,
+                detail={"fulfilment": target.value},
+            )
+            if self._requests.save_fulfilment(
+                record.id, seen_version=record.version, fulfilment=target, now=now, event=event
+            ):
+                fresh = self._requests.get(record.id)
+                assert fresh is not None
+                return FulfilmentResult(request=_request(fresh), changed=True, message="")
+        raise RequestBusy("Others are updating this request right now. Please try again.")
+
+    def _fulfilment_already(self, actor: Actor, record: ServiceRequestRecord) -> str:
+        status = FulfilmentStatus(record.fulfilment)
+        last = next(
+            (
+                event
+                for event in reversed(self._requests.events(record.id))
+                if event.action == _FULFIL_ACTIONS.get(status)
+            ),
+            None,
+        )
+        text = _FULFIL_TEXT[status]
+        if last is None:
+            return f"This request is {text}."
+        when = last.at.astimezone(actor.time_zone).strftime("%d %b %Y %H:%M")
+        return f"This request was already marked {text} by {last.actor_name} at {when}."
+
+    def is_fulfiller(self, actor: Actor, category_id: str, in_channel: str | None) -> bool:
+        """Whether the actor belongs to the category's fulfilment team (see `fulfil`)."""
+        try:
+            team = self._catalogue.category(category_id).fulfilment
+        except KeyError:
+            return False
+        if isinstance(team, FulfilmentUsers):
+            return actor.user_id in team.user_ids
+        return isinstance(team, FulfilmentChannel) and in_channel == team.channel_id
+
+    # -- who sees what --------------------------------------------------------------------------
+    async def viewable(
+        self, actor: Actor, request_id: str, *, conversation_id: str | None, in_channel: str | None
+    ) -> tuple[ServiceRequest, Role]:
+        """The request and the actor's role in it; NotFound for anyone with no part in it.
+
+        A part is being its requester, an approver of any stage, on its fulfilment team, or
+        looking at a copy of its card the bot posted in this conversation.
+        """
+        return await asyncio.to_thread(
+            self._viewable, actor, request_id, conversation_id, in_channel
+        )
+
+    def _viewable(
+        self,
+        actor: Actor,
+        request_id: str,
+        conversation_id: str | None,
+        in_channel: str | None,
+    ) -> tuple[ServiceRequest, Role]:
+        record = self._load(actor, request_id)
+        request = _request(record)
+        role = self.role_of(actor.user_id, request, in_channel=in_channel)
+        if role is Role.VIEWER:
+            involved = any(actor.user_id in stage.approvers for stage in request.state.stages)
+            posted_here = conversation_id is not None and any(
+                card.conversation_id == conversation_id.split(";")[0]
+                for card in self._requests.cards(request.id)
+            )
+            if not involved and not posted_here:
+                raise NotFound(_NOT_FOUND)
+        return request, role
+
+    def role_of(
+        self, user_id: str, request: ServiceRequest, *, in_channel: str | None = None
+    ) -> Role:
+        """The view a user gets: decided from the stored request, never from the card."""
+        if request.pending and request.state.open_items(user_id):
+            return Role.APPROVER
+        if user_id == request.requester_id:
+            return Role.REQUESTER
+        if request.fulfilment in (FulfilmentStatus.WAITING, FulfilmentStatus.IN_PROGRESS):
+            probe = Actor(request.tenant_id, user_id, "", UTC_ZONE)
+            if self.is_fulfiller(probe, request.category_id, in_channel):
+                return Role.FULFILMENT
+        return Role.VIEWER
+
+    def category(self, category_id: str) -> ServiceCategory | None:
+        try:
+            return self._catalogue.category(category_id)
+        except KeyError:
+            return None
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    def fallback_channel(self, policy_id: str) -> str | None:
+        try:
+            return self._policies.policy(policy_id).fallback_channel or None
+        except KeyError:
+            return None
+
+    async def get(self, request_id: str) -> ServiceRequest | None:
+        """The stored request (no permission check: for notifications, which make their own)."""
+        record = await asyncio.to_thread(self._requests.get, request_id)
+        return None if record is None else _request(record)
+
+    async def record_notice(
+        self,
+        request: ServiceRequest,
+        *,
+        action: str,
+        detail: Mapping[str, Any],
+        comment: str | None = None,
+    ) -> None:
+        """An audit event the bot itself writes (a notification sent, an approver unreachable)."""
+        event = AuditEvent(
+            request_id=request.id,
+            at=self._clock(),
+            actor_id="frontdesk",
+            actor_name="Frontdesk",
+            action=action,
+            item_ids="[]",
+            comment=comment,
+            detail=json.dumps(dict(detail)),
+        )
+        await asyncio.to_thread(self._requests.add_event, event)
+
     # -- reading --------------------------------------------------------------------------------
     async def my_requests(self, actor: Actor) -> list[ServiceRequest]:
         """The actor's own requests, newest first."""
         records = await asyncio.to_thread(
             self._requests.by_requester, actor.tenant_id, actor.user_id
         )
-        return [_request(record) for record in records]
+        return [_request(record) for record in records[:MY_REQUESTS_LIMIT]]
 
     async def waiting_for(self, actor: Actor) -> list[ServiceRequest]:
         """Pending requests with items the actor can decide now, oldest first."""
@@ -412,6 +648,27 @@ class ApprovalService:
 
 
 # --- Helpers ------------------------------------------------------------------------------------
+
+
+_FULFIL_ACTIONS: dict[FulfilmentStatus, str] = {
+    FulfilmentStatus.IN_PROGRESS: "started",
+    FulfilmentStatus.DONE: "done",
+    FulfilmentStatus.CANNOT_DO: "cannot_do",
+}
+_FULFIL_TEXT: dict[FulfilmentStatus, str] = {
+    FulfilmentStatus.NONE: "not approved for fulfilment",
+    FulfilmentStatus.WAITING: "waiting for the fulfilment team",
+    FulfilmentStatus.IN_PROGRESS: "in progress",
+    FulfilmentStatus.DONE: "done",
+    FulfilmentStatus.CANNOT_DO: "as cannot be done",
+}
+
+
+def _fulfilment_after(status: RequestStatus) -> FulfilmentStatus:
+    """Approved items go to the fulfilment team once the approval is finished."""
+    if status in (RequestStatus.APPROVED, RequestStatus.PARTIALLY_APPROVED):
+        return FulfilmentStatus.WAITING
+    return FulfilmentStatus.NONE
 
 
 def _stage_for(state: ApprovalState, approver_id: str) -> str:
@@ -491,6 +748,7 @@ def _request(record: ServiceRequestRecord) -> ServiceRequest:
         version=record.version,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        fulfilment=FulfilmentStatus(record.fulfilment or ""),
     )
 
 

@@ -383,9 +383,30 @@ class ConversationRepository:
             select(ConversationRef)
             .where(ConversationRef.tenant_id == tenant_id)
             .where(ConversationRef.user_id == user_id)
+            .order_by(col(ConversationRef.updated_at).desc())
         )
         with read_session(self._engine) as session:
             return list(session.exec(statement))
+
+    async def personal(self, *, tenant_id: str, user_id: str) -> ConversationRef | None:
+        """The user's personal chat with the bot, the most recently used one first."""
+        refs = await self.for_user(tenant_id=tenant_id, user_id=user_id)
+        return next((ref for ref in refs if ref.conversation_type == "personal"), None)
+
+    async def latest_for_tenant(self, tenant_id: str) -> ConversationRef | None:
+        """The tenant's most recently used conversation: its Bot Connector address and bot
+        account are what a new conversation in that tenant starts from."""
+        return await asyncio.to_thread(self._latest_for_tenant, tenant_id)
+
+    def _latest_for_tenant(self, tenant_id: str) -> ConversationRef | None:
+        statement = (
+            select(ConversationRef)
+            .where(ConversationRef.tenant_id == tenant_id)
+            .order_by(col(ConversationRef.updated_at).desc())
+            .limit(1)
+        )
+        with read_session(self._engine) as session:
+            return session.exec(statement).first()
 
 
 class UserRepository:

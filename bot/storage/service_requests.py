@@ -19,9 +19,12 @@ from bot.storage.db import read_session, write_session
 from bot.storage.tables import (
     AuditEvent,
     Booking,
+    FulfilmentStatus,
     RequestApprover,
+    RequestCard,
     ServiceRequestRecord,
     ServiceRequestStatus,
+    UserProfile,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ class ServiceRequestRepository:
         now: datetime,
         approvers: Sequence[tuple[str, str]] | None,
         event: AuditEvent,
+        fulfilment: FulfilmentStatus = FulfilmentStatus.NONE,
     ) -> bool:
         """Store a decision made on `seen_version`; False (nothing written) if that is stale.
 
@@ -100,6 +104,7 @@ class ServiceRequestRepository:
                 .values(
                     state=state,
                     status=status,
+                    fulfilment=fulfilment,
                     version=ServiceRequestRecord.version + 1,
                     updated_at=now,
                 )
@@ -143,6 +148,94 @@ class ServiceRequestRepository:
             session.add(event)
             session.commit()
             return True
+
+    def save_fulfilment(
+        self,
+        request_id: str,
+        *,
+        seen_version: int,
+        fulfilment: FulfilmentStatus,
+        now: datetime,
+        event: AuditEvent,
+    ) -> bool:
+        """Store the fulfilment team's step made on `seen_version`; False if that is stale."""
+        with write_session(self._engine) as session:
+            result = session.execute(
+                update(ServiceRequestRecord)
+                .where(col(ServiceRequestRecord.id) == request_id)
+                .where(col(ServiceRequestRecord.version) == seen_version)
+                .values(
+                    fulfilment=fulfilment,
+                    version=ServiceRequestRecord.version + 1,
+                    updated_at=now,
+                )
+            )
+            if getattr(result, "rowcount", 0) != 1:
+                session.rollback()
+                return False
+            session.add(event)
+            session.commit()
+            return True
+
+    def add_event(self, event: AuditEvent) -> None:
+        """Append an audit event that changes no request (a notification, a fallback)."""
+        with write_session(self._engine) as session:
+            session.add(event)
+            session.commit()
+
+    # -- posted cards ---------------------------------------------------------------------------
+    def claim_card(self, card: RequestCard) -> RequestCard | None:
+        """Insert the row for a card about to be posted; None when that purpose was claimed."""
+        try:
+            with write_session(self._engine) as session:
+                session.add(card)
+                session.commit()
+                session.refresh(card)
+                return card
+        except IntegrityError:
+            return None
+
+    def card_posted(
+        self,
+        card_id: int,
+        *,
+        conversation_id: str,
+        activity_id: str | None,
+        reference: str,
+    ) -> None:
+        with write_session(self._engine) as session:
+            session.execute(
+                update(RequestCard)
+                .where(col(RequestCard.id) == card_id)
+                .values(
+                    conversation_id=conversation_id[:512],
+                    activity_id=activity_id[:512] if activity_id else None,
+                    reference=reference,
+                )
+            )
+            session.commit()
+
+    def cards(self, request_id: str) -> list[RequestCard]:
+        """Every copy of the request's card, in the order they were claimed."""
+        statement = (
+            select(RequestCard)
+            .where(RequestCard.request_id == request_id)
+            .order_by(col(RequestCard.id))
+        )
+        with read_session(self._engine) as session:
+            return list(session.exec(statement))
+
+    def profiles(self, tenant_id: str, user_ids: list[str]) -> dict[str, UserProfile]:
+        """What the bot last saw of these users (name, time zone), by user id."""
+        if not user_ids:
+            return {}
+        statement = (
+            select(UserProfile)
+            .where(UserProfile.tenant_id == tenant_id)
+            .where(col(UserProfile.user_id).in_(user_ids))
+        )
+        with read_session(self._engine) as session:
+            return {profile.user_id: profile for profile in session.exec(statement)}
 
     def by_requester(self, tenant_id: str, requester_id: str) -> list[ServiceRequestRecord]:
         """The requester's requests, newest first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Enum, Index, Text, false
+from sqlalchemy import Column, Enum, Index, Text, false, text
 from sqlmodel import Field, SQLModel
 
 from bot.storage.db import UTCDateTime
@@ -166,6 +166,10 @@ class ServiceRequestRecord(SQLModel, table=True):
     version: int
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
+    # After approval: the fulfilment team's progress ('' until the approval is finished).
+    fulfilment: str = Field(
+        default="", max_length=16, sa_column_kwargs={"server_default": text("''")}
+    )
 
 
 class RequestApprover(SQLModel, table=True):
@@ -194,3 +198,36 @@ class AuditEvent(SQLModel, table=True):
     item_ids: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of item ids
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     detail: str = Field(sa_column=Column(Text, nullable=False))  # JSON object
+
+
+class FulfilmentStatus(StrEnum):
+    NONE = ""  # still being approved, or nothing was approved
+    WAITING = "waiting"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    CANNOT_DO = "cannot_do"
+
+
+class RequestCard(SQLModel, table=True):
+    """A copy of a request's card the bot posted: where it is, so every copy can be updated.
+
+    `purpose` names why it was posted (`approve:<stage>:<user>`, `fulfil`, `requester`, ...):
+    one row per request and purpose, claimed before sending, so a retried notification never
+    posts twice. `activity_id` stays empty when the send failed.
+    """
+
+    __tablename__ = "request_card"
+    __table_args__ = (
+        Index("ix_request_card_purpose", "request_id", "purpose", unique=True),
+        Index("ix_request_card_conversation", "conversation_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=36)
+    purpose: str = Field(max_length=200)
+    audience: str = Field(max_length=16)  # requester, approver, fulfilment, fallback
+    user_id: str | None = Field(default=None, max_length=128)  # the one person it is for
+    conversation_id: str | None = Field(default=None, max_length=512)
+    activity_id: str | None = Field(default=None, max_length=512)
+    reference: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_utc())

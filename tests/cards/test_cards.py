@@ -31,6 +31,7 @@ from cards.booking import (
 )
 from cards.common import message_card
 from cards.help import help_card, welcome_card
+from tests.cards.request_cards import request_cards
 from tests.support.cardcheck import (
     invariant_problems,
     renderer_warnings,
@@ -322,6 +323,7 @@ def all_cards() -> dict[str, dict[str, Any]]:
     }
     for error in errors:
         cards[f"error_{type(error).__name__}"] = _error_card(error)
+    cards.update(request_cards())
     return cards
 
 

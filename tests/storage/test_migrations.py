@@ -36,6 +36,7 @@ APP_TABLES = {
     "service_request",
     "request_approver",
     "audit_event",
+    "request_card",
 }
 # The plain indexes the migrations create, by table: name -> columns.
 MIGRATION_INDEXES = {
@@ -52,6 +53,10 @@ MIGRATION_INDEXES = {
     },
     "request_approver": {"ix_request_approver_approver": ["approver_id"]},
     "audit_event": {"ix_audit_event_request": ["request_id", "at"]},
+    "request_card": {
+        "ix_request_card_purpose": ["request_id", "purpose"],
+        "ix_request_card_conversation": ["conversation_id"],
+    },
 }
 EXCLUSION_CONSTRAINT = "booking_room_no_overlap"
 
