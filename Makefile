@@ -14,6 +14,7 @@ help:
 	@echo "make playground  open Microsoft 365 Agents Playground against the running bot"
 	@echo "make test        install everything and run lint plus the whole test suite"
 	@echo "make lint        ruff and mypy"
+	@echo "make package     build and validate appPackage.zip, the Teams app (needs MICROSOFT_APP_ID, PUBLIC_HOSTNAME)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -38,6 +39,10 @@ playground: $(NODE_DIR)/node_modules/.installed
 	NODE_OPTIONS="--require $(CURDIR)/$(NODE_DIR)/bind-loopback.cjs" \
 	  $(NODE_DIR)/node_modules/.bin/agentsplayground -e http://127.0.0.1:$(PORT)/api/messages -c msteams \
 	  -p $(PLAYGROUND_PORT) --service-url http://127.0.0.1:$(PLAYGROUND_PORT)/_connector --disable-telemetry
+
+# The Teams app package; the manifest's JSON schema comes from npm @microsoft/app-manifest.
+package: $(VENV)/.installed node
+	$(PY) -m manifest.build --output appPackage.zip
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
