@@ -19,6 +19,7 @@ from aiohttp import web
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from sqlalchemy import Engine, text
 
+from bot import doctor
 from bot.actions import CardActions
 from bot.approvals.catalogue import load_catalogue
 from bot.approvals.errors import CatalogueError
@@ -276,6 +277,11 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["doctor"]:
+        # Before the settings are loaded: the doctor reports bad settings as one of its checks,
+        # and its report says all that the log would.
+        logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+        return doctor.main(argv[1:], bot_framework_scope=BOT_FRAMEWORK_SCOPE, out=sys.stdout)
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -285,7 +291,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["audit-export"]:
         return asyncio.run(_audit_export(settings, argv[1:]))
     if argv:
-        sys.stderr.write(f"frontdesk: unknown command {argv[0]!r}; use `audit-export` or none\n")
+        sys.stderr.write(
+            f"frontdesk: unknown command {argv[0]!r}; use `doctor`, `audit-export` or none\n"
+        )
         return 2
     mode = "local mode, no authentication" if settings.local_mode else "authenticated"
     logger.info(

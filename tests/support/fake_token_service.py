@@ -8,7 +8,10 @@ It speaks the wire format botframework-connector 4.17.1 uses (`token_api/aio/ope
   `{"token": ..., "uri"?: ...}`: 200 TokenResponse, or 400 ErrorResponse when it cannot exchange;
 - `DELETE /api/usertoken/SignOut?userId[&connectionName]&channelId&api-version=token`: 200;
 - `GET /api/botsignin/GetSignInResource?state[&finalRedirect]`: 200 SignInUrlResponse
-  `{signInLink, tokenExchangeResource: {id, uri, providerId}, tokenPostResource: {sasUrl}}`.
+  `{signInLink, tokenExchangeResource: {id, uri, providerId}, tokenPostResource: {sasUrl}}`;
+- `GET /api/usertoken/GetTokenStatus?userId[&channelId][&include]&api-version=token`: 200 and a
+  TokenStatus `{channelId, connectionName, hasToken, serviceProviderDisplayName}` for each of the
+  bot's connections (those named in the comma-separated `include`, else all), for any user id.
 
 Errors are ErrorResponse `{"error": {"code", "message"}}`. Tests sign users in per connection,
 register SSO tokens that exchange, and read back the requests with the Authorization header each
@@ -57,6 +60,7 @@ class Connection:
     """SSO token -> the token an exchange of it yields."""
     magic_codes: dict[tuple[str, str], str] = field(default_factory=dict)
     """(user id, magic code) -> the token that completing that sign-in stores."""
+    service_provider_display_name: str = "Azure Active Directory v2"
 
 
 class FakeTokenService(LocalServer):
@@ -80,6 +84,7 @@ class FakeTokenService(LocalServer):
         app.router.add_post("/api/usertoken/exchange", self._exchange)
         app.router.add_delete("/api/usertoken/SignOut", self._sign_out)
         app.router.add_get("/api/botsignin/GetSignInResource", self._sign_in_resource)
+        app.router.add_get("/api/usertoken/GetTokenStatus", self._token_status)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
 
     @property
@@ -227,6 +232,29 @@ class FakeTokenService(LocalServer):
             }
         answer["tokenPostResource"] = {"sasUrl": f"{self.base_url}/api/tokenpost/{sign_in}"}
         return web.json_response(answer)
+
+    async def _token_status(self, request: web.Request) -> web.Response:
+        recorded = await self._record(request)
+        if (refused := self._refused(recorded)) is not None:
+            return refused
+        query = recorded.query
+        missing = _missing(query, "userId")
+        if missing:
+            return missing
+        user_id, channel = query["userId"], query.get("channelId", CHANNEL)
+        wanted = {name.strip() for name in query.get("include", "").split(",") if name.strip()}
+        return web.json_response(
+            [
+                {
+                    "channelId": channel,
+                    "connectionName": name,
+                    "hasToken": (user_id, name, channel) in self.tokens,
+                    "serviceProviderDisplayName": connection.service_provider_display_name,
+                }
+                for name, connection in self.connections.items()
+                if not wanted or name in wanted
+            ]
+        )
 
     async def _unknown(self, request: web.Request) -> web.Response:
         await self._record(request)
