@@ -1,9 +1,9 @@
 """`python app.py doctor`: checks what Frontdesk depends on and prints one line per check, with
 what to do about each failure. The exit status is 1 when any check failed.
 
-It changes nothing: the database is not migrated or created, no file is written, and nobody is
-signed in or out. It never prints a secret: not the client secret, the database password, nor any
-token (only the names of the permissions a token carries).
+It changes nothing: it neither creates nor migrates the database, and signs nobody in or out. It
+never prints a secret: not the client secret, the database password, nor any token (only the names
+of the permissions a token carries, read from its claims without checking its signature).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ DELEGATED_PERMISSIONS = (
 DELEGATED_PERMISSIONS_LATER = ("User.Read.All", "Mail.Send")
 
 API_PERMISSIONS = "Entra admin center > App registrations > Frontdesk > API permissions"
+_NO_GRAPH = "DIRECTORY=local does not use Microsoft Graph"
 
 
 class Status(StrEnum):
@@ -410,9 +411,6 @@ async def _remote_checks(
             checks += await _token_service(session, settings, bot_token, seconds)
     checks.append(_delegated(settings, user_token))
     return checks
-
-
-_NO_GRAPH = "DIRECTORY=local does not use Microsoft Graph"
 
 
 def _app_identity(settings: Settings, timeout: float) -> tuple[AppIdentity | None, str]:
