@@ -508,6 +508,8 @@ def confirmation_card(
                 {"booking": booking.id},
                 style="destructive",
             ),
+            # Services for this booking: the request is linked to it (its room and times).
+            action("Order services", Verb.REQUEST_START, {"booking": booking.id}),
             action("My bookings", Verb.BOOKING_LIST),
         ]
         if refresh_user_id and answer == "Pending":

@@ -68,9 +68,16 @@ class FakeConnector(LocalServer):
         self._changed = asyncio.Event()
         self.requests: list[RecordedRequest] = []
         """Every request, including those answered 404."""
+        self.created: list[dict[str, Any]] = []
+        """Bodies of `POST /v3/conversations` (new personal chats and channel threads)."""
+        self.refuse_members: set[str] = set()
+        """Member ids whose new personal chat is refused (403, the bot is not installed)."""
+        self.refuse_channels: set[str] = set()
+        """Channel ids where a new thread is refused (403)."""
 
     # -- lifecycle ---------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v3/conversations", self._create_conversation)
         app.router.add_post(
             "/v3/conversations/{conversation_id}/activities", self._send_to_conversation
         )
@@ -144,6 +151,25 @@ class FakeConnector(LocalServer):
         await self._record(request)
         return web.json_response({"id": self._new_id()})
 
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        """A new personal chat (`members`) or channel thread (`channelData.channel`)."""
+        body = await request.json()
+        self.created.append(body)
+        self._changed.set()
+        channel = (body.get("channelData") or {}).get("channel") or {}
+        if channel.get("id"):
+            if channel["id"] in self.refuse_channels:
+                return _refusal("BotNotInConversationRoster")
+            message_id = self._new_id()
+            return web.json_response(
+                {"id": f"{channel['id']};messageid={message_id}", "activityId": message_id}
+            )
+        members = body.get("members") or [{}]
+        member = str(members[0].get("id", ""))
+        if member in self.refuse_members:
+            return _refusal("BotNotInConversationRoster")
+        return web.json_response({"id": f"a:opened-{member}"})
+
     async def _reply(self, request: web.Request) -> web.Response:
         await self._record(request)
         return web.json_response({"id": self._new_id()})
@@ -161,3 +187,7 @@ class FakeConnector(LocalServer):
     def _new_id(self) -> str:
         # Teams message ids are millisecond timestamps as text.
         return str(1_795_000_000_000 + next(self._ids))
+
+
+def _refusal(code: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": "refused"}}, status=403)
