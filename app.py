@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from bot.graph import GraphClient
 from bot.identity import AppIdentity, BotTokenService
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
+from bot.logs import configure_logging
 from bot.storage.db import create_db_engine, migrations_current, upgrade
 from bot.storage.repository import (
     BookingRepository,
@@ -235,6 +238,7 @@ async def create_app(
         app[ENGINE].dispose()
 
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_log_shutdown)
     app.router.add_post(
         "/api/messages",
         messages_endpoint(adapter, components.bot, local_mode=settings.local_mode),
@@ -242,6 +246,13 @@ async def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     return app
+
+
+async def _log_shutdown(app: web.Application) -> None:
+    logger.info(
+        "stopping: no new connections; requests in flight get up to %s s to finish",
+        app[COMPONENTS].settings.shutdown_timeout,
+    )
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -268,14 +279,6 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["doctor"]:
         # Before the settings are loaded: the doctor reports bad settings as one of its checks,
@@ -287,7 +290,7 @@ def main(argv: list[str]) -> int:
     except SettingsError as error:
         sys.stderr.write(f"frontdesk: {error}\n")
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if argv[:1] == ["audit-export"]:
         return asyncio.run(_audit_export(settings, argv[1:]))
     if argv:
@@ -304,7 +307,15 @@ def main(argv: list[str]) -> int:
         settings.directory.value,
     )
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        # On SIGTERM or SIGINT aiohttp stops accepting connections, waits up to
+        # shutdown_timeout for requests in flight (turns finish), then runs the cleanups.
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout,
+        )
     except StartupError as error:
         sys.stderr.write(f"frontdesk: {error}\n")
         return 2
@@ -345,5 +356,28 @@ async def _audit_export(settings: Settings, args: list[str]) -> int:
     return 0
 
 
+# How long Python may spend joining worker threads once the server has stopped.
+EXIT_GRACE_SECONDS = 5.0
+
+
+def _exit_within(grace: float, code: int) -> None:
+    """Exit with `code` even if worker threads are still busy `grace` seconds from now.
+
+    botbuilder sends replies with `requests` in asyncio's thread pool, and Python joins those
+    threads at exit without a deadline: a reply stuck on the network would keep the process
+    alive long after SHUTDOWN_TIMEOUT, until the orchestrator kills it.
+    """
+
+    def force_exit() -> None:
+        logger.warning("worker threads still busy %s s after shutdown; exiting anyway", grace)
+        os._exit(code)
+
+    timer = threading.Timer(grace, force_exit)
+    timer.daemon = True
+    timer.start()
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_code = main(sys.argv[1:])
+    _exit_within(EXIT_GRACE_SECONDS, exit_code)
+    sys.exit(exit_code)

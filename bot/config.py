@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.logs import LogFormat
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOMS_FILE = PROJECT_ROOT / "rooms" / "demo-office.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///./data/frontdesk.db"
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias="ALLOWED_TENANTS"
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_format: LogFormat = Field(default=LogFormat.JSON, validation_alias="LOG_FORMAT")
+    # Longer than the ~15 s Teams waits for an answer, so a turn in flight can finish.
+    shutdown_timeout: float = Field(default=20.0, gt=0, le=600, validation_alias="SHUTDOWN_TIMEOUT")
     graph_base_url: str = Field(
         default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_BASE_URL"
     )
@@ -166,6 +171,11 @@ class Settings(BaseSettings):
         if value and not value.startswith("https://"):
             raise ValueError("must be an https:// URL, or empty for one on PUBLIC_HOSTNAME")
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

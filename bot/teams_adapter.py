@@ -25,6 +25,7 @@ from botframework.connector.auth import (
 )
 
 from bot.config import Settings
+from bot.logs import REQUEST_ID_HEADER, begin_request, bind_activity
 from bot.teams_handler import FrontdeskBot, card_invoke_response, card_message
 from cards.common import message_card
 
@@ -116,9 +117,17 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
 
     Every authentication failure is 401 (403 for a channel the signing key does not endorse) and
     runs no turn; a failure in the turn itself is not an authentication failure and stays 500.
+    Each request gets a request id (`x-request-id`, see bot/logs.py) that its log lines carry
+    and its answer returns.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        request_id = begin_request(request.headers.get(REQUEST_ID_HEADER))
+        response = await handle_turn(request)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    async def handle_turn(request: web.Request) -> web.StreamResponse:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _problem(413, "request body too large")
         if "application/json" not in request.headers.get("Content-Type", ""):
@@ -136,6 +145,11 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
         activity = _parse_activity(payload)
         if isinstance(activity, str):
             return _problem(400, activity)
+        bind_activity(
+            activity_id=activity.id,
+            activity_type=activity.type,
+            conversation_id=activity.conversation.id,
+        )
         authenticated = await _authenticate(adapter, activity, auth_header or None)
         if isinstance(authenticated, web.Response):
             return authenticated
