@@ -634,8 +634,8 @@ def _error_card(error: FrontdeskError) -> Card:
     if isinstance(error, RoomNeedsApproval):
         return message_card(
             "Approval needed",
-            f"{error} needs an approval before it can be booked, and approvals are not "
-            "available yet. Pick another room.",
+            f"{error} is booked only with its owners' approval, which Frontdesk cannot ask "
+            "for yet. Pick another room.",
             actions=[action("Book a room", Verb.BOOKING_START)],
         )
     if isinstance(error, NotFound):
