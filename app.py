@@ -10,7 +10,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ from bot.identity import AppIdentity, BotTokenService
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
+from bot.notifications import Messenger, RequestNotifier
 from bot.storage.db import create_db_engine, migrations_current, upgrade
 from bot.storage.repository import (
     BookingRepository,
@@ -45,7 +46,8 @@ from bot.storage.repository import (
     UserRepository,
 )
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.teams_adapter import build_adapter, messages_endpoint
+from bot.tasks import BackgroundTasks
+from bot.teams_adapter import TeamsMessenger, build_adapter, messages_endpoint
 from bot.teams_handler import FrontdeskBot
 from bot.users import UserService, WelcomeGuard
 
@@ -67,12 +69,14 @@ class Components:
     bot: FrontdeskBot
     user_tokens: UserTokens | None = None
     approvals: ApprovalService | None = None
+    tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
 
 
 ENGINE = web.AppKey("engine", Engine)
 COMPONENTS = web.AppKey("components", Components)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
+BACKGROUND_DRAIN_SECONDS = 20.0
 
 
 def build_components(
@@ -81,6 +85,7 @@ def build_components(
     clock: Clock = system_clock,
     http: aiohttp.ClientSession | None = None,
     msal_http_client: MsalHttpClient | None = None,
+    messenger: Messenger | None = None,
 ) -> Components:
     """Wire storage, directory, services and the Teams handler together.
 
@@ -125,8 +130,21 @@ def build_components(
         mailbox_zones=mailbox_zones,
     )
     approvals = _approvals(settings, engine, clock)
+    tasks = BackgroundTasks()
+    notifier = RequestNotifier(
+        approvals=approvals,
+        requests=ServiceRequestRepository(engine),
+        conversations=conversations,
+        bookings=bookings,
+        messenger=messenger,
+        tasks=tasks,
+        clock=clock,
+        default_zone=ZoneInfo(settings.timezone),
+    )
     bot = FrontdeskBot(
-        actions=CardActions(booking, user_tokens=user_tokens),
+        actions=CardActions(
+            booking, user_tokens=user_tokens, approvals=approvals, notifier=notifier
+        ),
         user_tokens=user_tokens,
         users=users,
         welcome=WelcomeGuard(conversations, clock),
@@ -140,6 +158,7 @@ def build_components(
         bot=bot,
         user_tokens=user_tokens,
         approvals=approvals,
+        tasks=tasks,
     )
 
 
@@ -218,14 +237,18 @@ async def create_app(
     Microsoft Entra ID (botbuilder's own factory, from the app id and password, by default).
     """
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    adapter = build_adapter(settings, credentials_factory=bot_credentials_factory)
     try:
         components = build_components(
-            settings, clock=clock, http=http, msal_http_client=msal_http_client
+            settings,
+            clock=clock,
+            http=http,
+            msal_http_client=msal_http_client,
+            messenger=TeamsMessenger(adapter, settings.microsoft_app_id),
         )
     except BaseException:
         await http.close()
         raise
-    adapter = build_adapter(settings, credentials_factory=bot_credentials_factory)
     app = web.Application(client_max_size=256 * 1024)
     app[ENGINE] = components.engine
     app[COMPONENTS] = components
@@ -234,6 +257,8 @@ async def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(upgrade, app[ENGINE])
         yield
+        # Notifications started by the last turns finish before the connections close.
+        await app[COMPONENTS].tasks.drain(timeout=BACKGROUND_DRAIN_SECONDS)
         await app[HTTP].close()
         app[ENGINE].dispose()
 

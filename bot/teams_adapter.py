@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import requests
 from aiohttp import web
 from botbuilder.core import TurnContext, serializer_helper
@@ -17,17 +18,26 @@ from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
 )
-from botbuilder.schema import Activity, ActivityTypes, CallerIdConstants
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    CallerIdConstants,
+    ChannelAccount,
+    ConversationParameters,
+    ConversationReference,
+)
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
     ServiceClientCredentialsFactory,
 )
+from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.config import Settings
 from bot.logs import REQUEST_ID_HEADER, begin_request, bind_activity
+from bot.notifications import DeliveryError
 from bot.teams_handler import FrontdeskBot, card_invoke_response, card_message
-from cards.common import message_card
+from cards.common import Card, message_card
 
 logger = logging.getLogger(__name__)
 
@@ -216,3 +226,111 @@ def _parse_activity(payload: Any) -> Activity | str:
 
 def _problem(status: int, detail: str) -> web.Response:
     return web.json_response({"error": detail}, status=status)
+
+
+class TeamsMessenger:
+    """Proactive sends through the Bot Connector (the `Messenger` of bot/notifications.py).
+
+    Errors become DeliveryError with the connector's HTTP status (403 not in the roster or
+    blocked, 404 no such conversation, 412/429/5xx worth a later retry), or None when the
+    connector could not be reached at all.
+    """
+
+    def __init__(self, adapter: CloudAdapter, app_id: str) -> None:
+        self._adapter = adapter
+        self._app_id = app_id
+
+    async def send(self, reference: Mapping[str, Any], card: Card) -> str | None:
+        sent: list[str | None] = []
+
+        async def post(context: TurnContext) -> None:
+            response = await context.send_activity(card_message(card))
+            sent.append(response.id if response is not None else None)
+
+        await self._continue(reference, post)
+        return sent[0] if sent else None
+
+    async def update(self, reference: Mapping[str, Any], activity_id: str, card: Card) -> None:
+        async def put(context: TurnContext) -> None:
+            activity = card_message(card)
+            activity.id = activity_id
+            await context.update_activity(activity)
+
+        await self._continue(reference, put)
+
+    async def open_personal(
+        self, *, template: Mapping[str, Any], tenant_id: str, user_id: str
+    ) -> tuple[str, dict[str, Any]]:
+        base = ConversationReference().deserialize(dict(template))
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=base.bot,
+            members=[ChannelAccount(id=user_id, aad_object_id=user_id)],
+            tenant_id=tenant_id,
+            channel_data={"tenant": {"id": tenant_id}},
+        )
+        references: list[dict[str, Any]] = []
+
+        async def opened(context: TurnContext) -> None:
+            reference = TurnContext.get_conversation_reference(context.activity).serialize()
+            reference["user"] = {"id": user_id, "aadObjectId": user_id}
+            reference.setdefault("conversation", {})["conversationType"] = "personal"
+            reference["conversation"]["tenantId"] = tenant_id
+            references.append(reference)
+
+        await self._guard(
+            self._adapter.create_conversation(
+                self._app_id, opened, parameters, base.channel_id or "msteams", base.service_url
+            )
+        )
+        reference = references[0]
+        return str(reference["conversation"]["id"]), reference
+
+    async def post_to_channel(
+        self, *, template: Mapping[str, Any], tenant_id: str, channel_id: str, card: Card
+    ) -> tuple[str, dict[str, Any], str | None]:
+        base = ConversationReference().deserialize(dict(template))
+        parameters = ConversationParameters(
+            is_group=True,
+            bot=base.bot,
+            tenant_id=tenant_id,
+            channel_data={"channel": {"id": channel_id}, "tenant": {"id": tenant_id}},
+            activity=card_message(card),
+        )
+        posted: list[tuple[str, dict[str, Any], str | None]] = []
+
+        async def started(context: TurnContext) -> None:
+            reference = TurnContext.get_conversation_reference(context.activity).serialize()
+            reference.setdefault("conversation", {})["conversationType"] = "channel"
+            conversation_id = str(reference["conversation"]["id"])
+            # A channel thread's id names its first message: `19:...;messageid=<id>`.
+            _, _, message_id = conversation_id.partition(";messageid=")
+            posted.append((conversation_id, reference, message_id or context.activity.id))
+
+        await self._guard(
+            self._adapter.create_conversation(
+                self._app_id, started, parameters, base.channel_id or "msteams", base.service_url
+            )
+        )
+        return posted[0]
+
+    async def _continue(
+        self, reference: Mapping[str, Any], logic: Callable[[TurnContext], Awaitable[None]]
+    ) -> None:
+        conversation = ConversationReference().deserialize(dict(reference))
+        await self._guard(
+            self._adapter.continue_conversation(conversation, logic, self._app_id or None)
+        )
+
+    @staticmethod
+    async def _guard(call: Awaitable[Any]) -> None:
+        try:
+            await call
+        except HttpOperationError as error:
+            status = getattr(error.response, "status_code", None) or getattr(
+                error.response, "status", None
+            )
+            detail = getattr(getattr(error, "error", None), "error", None)
+            raise DeliveryError(status, str(getattr(detail, "code", "") or "")) from None
+        except (ClientRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            raise DeliveryError(None, type(error).__name__) from None
