@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from bot.config import load_settings
+from manifest.build import AppDetails
 from tests.support.prereq import repo_root, require, shared_dir
 
 ROOT = repo_root()
@@ -169,3 +171,36 @@ def test_deploy_leaves_local_state_and_secrets_behind(project: dict[str, Any]) -
         assert kept_out in patterns, f"{ignore_file.name} leaves {kept_out} out of the upload"
     for needed in ("app.py", "bot", "cards", "rooms", "catalogue", "requirements.txt"):
         assert needed not in patterns
+
+
+@pytest.mark.parametrize(
+    ("directory", "connection", "meetings"), [("local", "", False), ("graph", "graph", True)]
+)
+def test_what_provisioning_writes_is_enough_for_make_package(
+    project: dict[str, Any], directory: str, connection: str, meetings: bool
+) -> None:
+    written = {
+        "BOT_ID": "0e7c5a52-6f1d-4b3a-9d8e-1c2b3a4d5e6f",
+        "SECRET_BOT_PASSWORD": "not-a-real-secret",
+        "BOT_TENANT_ID": "72f988bf-0000-4e3a-9b1c-2d7cd011db47",
+        "TEAMS_APP_ID": "5d0b8c3e-2a41-4f6b-8e7d-9c1a2b3c4d5e",
+    }
+    filled_in = {
+        **env_template(),
+        **written,
+        "PUBLIC_HOSTNAME": "frontdesk.contoso.com",
+        "FRONTDESK_DIRECTORY": directory,
+        "OAUTH_CONNECTION_NAME": connection,
+    }
+    build = next(step for step in project["provision"] if step["uses"] == "script")
+    env = {
+        name: VARIABLE.sub(lambda match: filled_in[match.group(1)], str(value))
+        for name, value in build["env"].items()
+    }
+
+    details = AppDetails.from_settings(load_settings(**env))
+
+    assert details.bot_id == written["BOT_ID"]
+    assert details.teams_app_id == written["TEAMS_APP_ID"]
+    assert details.public_hostname == "frontdesk.contoso.com"
+    assert details.online_meetings is meetings
