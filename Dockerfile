@@ -2,7 +2,7 @@
 # Not built or run on the development machines (no docker there): tests/ops/test_dockerfile.py
 # checks what can be checked without it. Build: docker build -t frontdesk .
 # Run (an app id is required: without one Frontdesk is in local mode, which refuses HOST=0.0.0.0):
-#   docker run --env-file frontdesk.env -p 3978:3978 -v frontdesk-data:/data --stop-timeout 30 frontdesk
+#   docker run --env-file frontdesk.env -p 3978:3978 -v frontdesk-data:/data --stop-timeout 50 frontdesk
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -38,7 +38,7 @@ EXPOSE 3978
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '3978') + '/healthz', timeout=4)"]
 
-# SIGTERM: Frontdesk stops taking connections and lets turns in flight finish (SHUTDOWN_TIMEOUT,
-# 20 s by default), so give `docker stop` more than its default 10 s.
+# SIGTERM: Frontdesk stops taking connections, lets turns in flight finish (SHUTDOWN_TIMEOUT, 20 s by
+# default) and the notifications they started (up to 20 s), so give `docker stop` 50 s, not its 10.
 STOPSIGNAL SIGTERM
 CMD ["python", "app.py"]
