@@ -658,7 +658,7 @@ async def test_a_forged_click_on_a_room_needing_approval_books_nothing(
     card = await frontdesk.press(forged)
 
     assert headline(card) == "Approval needed"
-    assert f"{room.name} needs an approval" in text_of(card)
+    assert f"{room.name} is booked only with its owners' approval" in text_of(card)
     assert frontdesk.bookings() == []
 
 
