@@ -280,7 +280,12 @@ class FrontdeskBot(ActivityHandler):
         if activity.name in ("signin/tokenExchange", "signin/verifyState"):
             return await self._sign_in_invoke(turn_context)
         if activity.name != "adaptiveCard/action":
-            return await super().on_invoke_activity(turn_context)
+            response = await super().on_invoke_activity(turn_context)
+            if response is None or response.status == 501:
+                # An invoke this bot has no handler for (botbuilder says 501): the sender's error.
+                logger.info("unsupported invoke %r", str(activity.name)[:64])
+                return InvokeResponse(status=400)
+            return response
         parsed = _parse_action(activity.value)
         if parsed is None:
             return error_invoke_response(400, "BadRequest", "The card action is not valid.")
