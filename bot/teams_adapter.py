@@ -215,13 +215,34 @@ def _parse_activity(payload: Any) -> Activity | str:
         activity = Activity().deserialize(payload)
     except Exception:  # msrest raises several types for fields of the wrong shape
         return "activity has fields of the wrong shape"
-    if not isinstance(activity.service_url, str) or not activity.service_url:
+    # msrest turns a number or a list into text, so the raw value is what is checked.
+    service_url = payload.get("serviceUrl")
+    if not isinstance(service_url, str) or not service_url.startswith(("https://", "http://")):
         return "activity has no serviceUrl"
     if activity.conversation is None or not activity.conversation.id:
         return "activity has no conversation id"
     if activity.from_property is None or not activity.from_property.id:
         return "activity has no sender"
+    if activity.recipient is None or not activity.recipient.id:
+        return "activity has no recipient"
+    for name in _OBJECT_LISTS:
+        items = payload.get(name)
+        if items is not None and not (
+            isinstance(items, list) and all(isinstance(item, dict) for item in items)
+        ):
+            return f"activity has {name} that are not objects"
     return activity
+
+
+# Lists in an activity whose items botbuilder reads as objects (a null item breaks the turn).
+_OBJECT_LISTS = (
+    "entities",
+    "attachments",
+    "membersAdded",
+    "membersRemoved",
+    "reactionsAdded",
+    "reactionsRemoved",
+)
 
 
 def _problem(status: int, detail: str) -> web.Response:
