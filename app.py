@@ -31,7 +31,12 @@ from bot.booking import BookingPolicy, BookingService, Clock, system_clock
 from bot.config import DirectoryKind, Settings, SettingsError, load_settings
 from bot.directory import RoomDirectory
 from bot.directory.graph import GraphDirectory, MailboxZones
-from bot.directory.local import LocalDirectory, RoomDirectoryError, load_manager_map
+from bot.directory.local import (
+    LocalDirectory,
+    RoomDirectoryError,
+    load_manager_map,
+    load_room_owners,
+)
 from bot.graph import GraphClient
 from bot.identity import AppIdentity, BotTokenService
 from bot.identity.msal_tokens import MsalHttpClient
@@ -76,7 +81,6 @@ ENGINE = web.AppKey("engine", Engine)
 COMPONENTS = web.AppKey("components", Components)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
-BACKGROUND_DRAIN_SECONDS = 20.0
 
 
 def build_components(
@@ -171,9 +175,11 @@ def _approvals(settings: Settings, engine: Engine, clock: Clock) -> ApprovalServ
     except CatalogueError as error:
         raise StartupError(str(error)) from None
     managers: dict[str, str] = {}
+    owners: dict[str, list[str]] = {}
     if settings.directory is DirectoryKind.LOCAL:
         managers = load_manager_map(settings.rooms_file)
-    resolver = StaticApproverResolver(managers=managers, groups=book.groups)
+        owners = load_room_owners(settings.rooms_file)
+    resolver = StaticApproverResolver(managers=managers, owners=owners, groups=book.groups)
     return ApprovalService(
         requests=ServiceRequestRepository(engine),
         catalogue=catalogue,
@@ -258,7 +264,7 @@ async def create_app(
         await asyncio.to_thread(upgrade, app[ENGINE])
         yield
         # Notifications started by the last turns finish before the connections close.
-        await app[COMPONENTS].tasks.drain(timeout=BACKGROUND_DRAIN_SECONDS)
+        await app[COMPONENTS].tasks.drain(timeout=app[COMPONENTS].settings.shutdown_timeout)
         await app[HTTP].close()
         app[ENGINE].dispose()
 

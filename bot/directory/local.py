@@ -32,6 +32,7 @@ class _RoomEntry(_Strict):
     equipment: list[Equipment] = Field(default_factory=list)
     wheelchair_accessible: bool = False
     needs_approval: bool = False
+    owners: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
 
 
 class _FloorEntry(_Strict):
@@ -107,6 +108,18 @@ def load_manager_map(path: Path) -> dict[str, str]:
     """The rooms file's `manager_of` map (user id -> manager id), for approvals in local mode."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     return RoomsFile.model_validate(raw).manager_of
+
+
+def load_room_owners(path: Path) -> dict[str, list[str]]:
+    """Each room's `owners` (user ids), for the "room owners" approval stage in local mode."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {
+        room.id: list(room.owners)
+        for building in RoomsFile.model_validate(raw).buildings
+        for floor in building.floors
+        for room in floor.rooms
+        if room.owners
+    }
 
 
 class LocalDirectory:

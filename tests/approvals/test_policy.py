@@ -26,6 +26,8 @@ from bot.approvals.policy import (
     load_policies,
     plan_stages,
 )
+from bot.config import DEFAULT_ROOMS_FILE
+from bot.directory.local import load_manager_map, load_room_owners
 from tests.approvals.conftest import write
 
 CHANNEL = "19:0a1b2c3d4e5f40718293a4b5c6d7e8f9@thread.tacv2"
@@ -492,3 +494,21 @@ def test_user_ids_are_entra_ids_or_spelled_out(tmp_path: Path) -> None:
 def test_a_missing_policies_file_is_explained(tmp_path: Path) -> None:
     with pytest.raises(CatalogueError, match="POLICIES_FILE .*: cannot read it"):
         load_policies(tmp_path / "nowhere.yaml")
+
+
+def test_the_demo_rooms_file_names_room_owners_for_the_room_owner_stage(
+    demo_book: PolicyBook,
+) -> None:
+    owners = load_room_owners(DEFAULT_ROOMS_FILE)
+    managers = load_manager_map(DEFAULT_ROOMS_FILE)
+    resolver = StaticApproverResolver(managers=managers, owners=owners, groups=demo_book.groups)
+    requester = "00000000-0000-0000-0000-000000000100"
+    av = RequestFacts(requester, "av-support", (), room_id="hh-harbour")
+
+    stages = plan_stages(demo_book.policy("standard"), av, resolver)
+
+    assert [(s.id, s.approvers) for s in stages] == [
+        ("manager", (managers[requester],)),
+        ("room-owner", tuple(owners["hh-harbour"])),
+    ]
+    assert set(owners) == {"hh-atrium", "hh-boardroom", "hh-harbour"}
