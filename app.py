@@ -44,6 +44,7 @@ from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
 from bot.notifications import Messenger, RequestNotifier
 from bot.storage.db import create_db_engine, migrations_current, upgrade
+from bot.storage.deliveries import DeliveryLog
 from bot.storage.repository import (
     BookingRepository,
     ConversationRepository,
@@ -153,6 +154,7 @@ def build_components(
         users=users,
         welcome=WelcomeGuard(conversations, clock),
         allowed_tenants=frozenset(settings.allowed_tenants),
+        deliveries=DeliveryLog(engine, clock),
     )
     return Components(
         settings=settings,

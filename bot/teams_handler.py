@@ -36,6 +36,7 @@ from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.token_service import SignInResource
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor, Place
+from bot.storage.deliveries import DeliveryLog, delivery_key
 from bot.users import UserService, WelcomeGuard
 from cards.common import Card
 from cards.help import signed_in_card
@@ -138,8 +139,10 @@ class FrontdeskBot(ActivityHandler):
         welcome: WelcomeGuard,
         allowed_tenants: frozenset[str] = frozenset(),
         user_tokens: UserTokens | None = None,
+        deliveries: DeliveryLog | None = None,
     ) -> None:
         super().__init__()
+        self._deliveries = deliveries
         self._user_tokens = user_tokens
         self._actions = actions
         self._users = users
@@ -162,7 +165,30 @@ class FrontdeskBot(ActivityHandler):
                     )
                 )
             return
-        await super().on_turn(turn_context)
+        deliveries, key = self._deliveries, self._message_key(turn_context.activity)
+        if deliveries is not None and key is not None:
+            if not await deliveries.first_delivery(key):
+                logger.info(
+                    "message delivered again, already answered: %s", turn_context.activity.id
+                )
+                return
+        try:
+            await super().on_turn(turn_context)
+        except BaseException:
+            if deliveries is not None and key is not None:  # let a redelivery try again
+                await deliveries.forget(key)
+            raise
+
+    @staticmethod
+    def _message_key(activity: Activity) -> str | None:
+        """The delivery key of a message (Teams redelivers those it got no answer to); None for
+        other activities: invokes are answered every time and guarded by their card's ids."""
+        conversation = activity.conversation
+        if activity.type != ActivityTypes.message or not activity.id:
+            return None
+        if conversation is None or not conversation.id:
+            return None
+        return delivery_key(str(activity.channel_id or ""), str(conversation.id), str(activity.id))
 
     async def _actor(self, turn_context: TurnContext) -> Actor:
         activity = turn_context.activity

@@ -231,3 +231,17 @@ class RequestCard(SQLModel, table=True):
     activity_id: str | None = Field(default=None, max_length=512)
     reference: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_utc())
+
+
+class SeenActivity(SQLModel, table=True):
+    """A message activity already handled: Teams redelivers unanswered ones with the same id.
+
+    `key` is a digest of channel, conversation and activity id (message ids are unique within a
+    conversation only). Rows older than an hour are pruned.
+    """
+
+    __tablename__ = "seen_activity"
+    __table_args__ = (Index("ix_seen_activity_seen_at", "seen_at"),)
+
+    key: str = Field(primary_key=True, max_length=64)
+    seen_at: datetime = Field(sa_column=_utc())

@@ -37,6 +37,7 @@ APP_TABLES = {
     "request_approver",
     "audit_event",
     "request_card",
+    "seen_activity",
 }
 # The plain indexes the migrations create, by table: name -> columns.
 MIGRATION_INDEXES = {
@@ -57,6 +58,7 @@ MIGRATION_INDEXES = {
         "ix_request_card_purpose": ["request_id", "purpose"],
         "ix_request_card_conversation": ["conversation_id"],
     },
+    "seen_activity": {"ix_seen_activity_seen_at": ["seen_at"]},
 }
 EXCLUSION_CONSTRAINT = "booking_room_no_overlap"
 
