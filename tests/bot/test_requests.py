@@ -130,7 +130,7 @@ class Desk:
 
     async def settle(self) -> None:
         """Wait for the notifications started by the last turns."""
-        await self.app[COMPONENTS].tasks.drain(timeout=10)
+        await self.app[COMPONENTS].tasks.drain(timeout=60)
 
     async def hello(self, user: TeamsUser) -> None:
         """The user writes to the bot once, so it knows their personal chat (the help card the
