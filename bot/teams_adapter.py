@@ -231,6 +231,9 @@ def _parse_activity(payload: Any) -> Activity | str:
             isinstance(items, list) and all(isinstance(item, dict) for item in items)
         ):
             return f"activity has {name} that are not objects"
+    if any(not isinstance(entity.get("type"), str) for entity in payload.get("entities") or []):
+        # botbuilder reads every entity's type (mentions), and a Teams entity always has one.
+        return "activity has entities without a type"
     return activity
 
 

@@ -54,6 +54,11 @@ FOUND: dict[str, Any] = {
     "entities holding null": (
         lambda su: _with(make_message("<at>Frontdesk</at> book", service_url=su), entities=[None])
     ),
+    "an entity without a type": (
+        lambda su: _with(
+            make_message("<at>Frontdesk</at> book", service_url=su), entities=[{"text": "x"}]
+        )
+    ),
     "membersAdded holding null": (
         lambda su: _with(make_members_added(service_url=su), membersAdded=[None])
     ),
