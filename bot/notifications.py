@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -91,6 +92,7 @@ class RequestNotifier:
         self._tasks = tasks
         self._clock = clock
         self._default_zone = default_zone
+        self._locks: dict[str, _RequestLock] = {}
 
     # -- rendering ---------------------------------------------------------------------------
     async def card(
@@ -191,8 +193,18 @@ class RequestNotifier:
         await self._next_steps(request)
 
     async def _after_change(self, request: ServiceRequest, notice: tuple[str, str] | None) -> None:
-        fresh = await self._approvals.get(request.id) or request
-        await self.update_copies(fresh)
+        # One update of a request's copies at a time, each from the request as stored when it
+        # starts: two decisions close together cannot leave the older state on the cards.
+        entry = self._locks.setdefault(request.id, _RequestLock())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                fresh = await self._approvals.get(request.id) or request
+                await self.update_copies(fresh)
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[request.id]
         if notice is not None:
             await self._tell_requester(fresh, *notice)
         await self._next_steps(fresh)
@@ -462,6 +474,12 @@ class RequestNotifier:
     async def _names(self, tenant_id: str, users: Sequence[str]) -> dict[str, str]:
         profiles = await self._profiles(tenant_id, set(users))
         return {user: profile.name for user, profile in profiles.items() if profile.name}
+
+
+@dataclass
+class _RequestLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def _card_id(card: RequestCard) -> int:

@@ -469,6 +469,31 @@ class TestConcurrentClicks:
         assert len(told) == 1, [text_of(c) for c in told]
 
 
+async def test_decisions_close_together_leave_every_copy_showing_the_last_state(
+    desk: Desk,
+) -> None:
+    fd = desk.fd
+    for user in (ALEX, NESTOR, DIEGO):
+        await desk.hello(user)
+    card, request_id = await desk.file(ORDER)
+    await desk.settle()
+    [alex_card] = desk.sent_to(personal_chat(ALEX).id)
+    await desk.press(decide_action(alex_card, "Approve all"), user=ALEX)
+    await desk.settle()
+    [nestor_card] = desk.sent_to(personal_chat(NESTOR).id)
+    [diego_card] = desk.sent_to(personal_chat(DIEGO).id)
+    # A slow connector: the first decision's first update is still going out when the second
+    # decision's updates are sent.
+    fd.connector.update_delays = [0.5]
+    await desk.press(decide_action(nestor_card, "Approve all"), user=NESTOR)
+    await desk.press(decide_action(diego_card, "Approve all"), user=DIEGO)
+    await desk.settle()
+    assert desk.request(request_id)["status"] == "approved"
+    for user in (MEGAN, ALEX, NESTOR, DIEGO):
+        latest = desk.updates_of(personal_chat(user).id)[-1]
+        assert "Status: Approved" in text_of(latest), (user.name, text_of(latest))
+
+
 async def test_an_unreachable_approver_gets_the_card_in_the_fallback_channel(desk: Desk) -> None:
     fd = desk.fd
     fd.connector.refuse_members.add(ALEX.aad_object_id)

@@ -74,6 +74,8 @@ class FakeConnector(LocalServer):
         """Member ids whose new personal chat is refused (403, the bot is not installed)."""
         self.refuse_channels: set[str] = set()
         """Channel ids where a new thread is refused (403)."""
+        self.update_delays: list[float] = []
+        """Seconds the next card updates (`PUT`) take to answer, one per update (then none)."""
 
     # -- lifecycle ---------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -175,6 +177,8 @@ class FakeConnector(LocalServer):
         return web.json_response({"id": self._new_id()})
 
     async def _update(self, request: web.Request) -> web.Response:
+        if self.update_delays:
+            await asyncio.sleep(self.update_delays.pop(0))
         recorded = await self._record(request)
         return web.json_response({"id": recorded.activity_id})
 
