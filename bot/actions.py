@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bot.approvals.errors import FormError, PolicyError
-from bot.approvals.service import ApprovalService, RequestBusy, Role, ServiceRequest
+from bot.approvals.service import (
+    ApprovalService,
+    RequestBusy,
+    RequestNotFound,
+    Role,
+    ServiceRequest,
+)
 from bot.booking import BookingService
 from bot.commands import Verb
 from bot.errors import (
@@ -36,7 +42,7 @@ from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
 from bot.notifications import RequestNotifier
-from bot.storage.tables import BookingStatus, ServiceRequestStatus
+from bot.storage.tables import BookingStatus, FulfilmentStatus, ServiceRequestStatus
 from cards.booking import (
     booking_form,
     bookings_list_card,
@@ -449,17 +455,7 @@ class CardActions:
         )
 
     async def request_show(self, actor: Actor, data: Mapping[str, Any]) -> Card:
-        approvals, notifier = self._requests()
-        place = actor.place
-        request, role = await approvals.viewable(
-            actor,
-            _uuid(data, "request"),
-            conversation_id=place.conversation_id if place else None,
-            in_channel=place.teams_channel_id if place else None,
-        )
-        return await notifier.card(
-            request, role, viewer_id=actor.user_id, time_zone=actor.time_zone
-        )
+        return await self._request_card(actor, _uuid(data, "request"))
 
     async def request_decide(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         approvals, notifier = self._requests()
@@ -495,8 +491,9 @@ class CardActions:
         return await self._request_card(actor, request_id, message, tone=tone)
 
     async def _request_card(
-        self, actor: Actor, request_id: str, message: str, *, tone: str = "good"
+        self, actor: Actor, request_id: str, message: str | None = None, *, tone: str = "good"
     ) -> Card:
+        """The request as the actor may see it (their role from the database), with a message."""
         approvals, notifier = self._requests()
         place = actor.place
         request, role = await approvals.viewable(
@@ -602,17 +599,16 @@ def _final_notice(request: ServiceRequest) -> tuple[str, str] | None:
 
 
 def _fulfilment_notice(request: ServiceRequest, actor: Actor) -> tuple[str, str]:
+    who = actor.name or "The fulfilment team"
     texts = {
-        "in_progress": ("Work started", f"{actor.name or 'The fulfilment team'} started on it."),
-        "done": ("Request done", f"{actor.name or 'The fulfilment team'} marked it done."),
-        "cannot_do": (
+        FulfilmentStatus.IN_PROGRESS: ("Work started", f"{who} started on it."),
+        FulfilmentStatus.DONE: ("Request done", f"{who} marked it done."),
+        FulfilmentStatus.CANNOT_DO: (
             "Request cannot be done",
-            f"{actor.name or 'The fulfilment team'} cannot do it. Open it to see why.",
+            f"{who} cannot do it. Open it to see why.",
         ),
     }
-    return texts.get(
-        request.fulfilment.value, ("Request updated", "Open it to see where it stands.")
-    )
+    return texts.get(request.fulfilment, ("Request updated", "Open it to see where it stands."))
 
 
 def _graph_error_card(error: GraphError) -> Card:
@@ -637,6 +633,15 @@ def _error_card(error: FrontdeskError) -> Card:
             f"{error} is booked only with its owners' approval, which Frontdesk cannot ask "
             "for yet. Pick another room.",
             actions=[action("Book a room", Verb.BOOKING_START)],
+        )
+    if isinstance(error, RequestNotFound):
+        return message_card(
+            "Not found",
+            str(error),
+            actions=[
+                action("My requests", Verb.REQUEST_LIST),
+                action("Approvals", Verb.APPROVAL_LIST),
+            ],
         )
     if isinstance(error, NotFound):
         text = str(error) or "That item was not found."

@@ -24,7 +24,7 @@ from bot.approvals.service import ApprovalService, Role, ServiceRequest
 from bot.models import Actor
 from bot.storage.repository import BookingRepository, ConversationRepository
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.storage.tables import ConversationRef, RequestCard, UserProfile
+from bot.storage.tables import ConversationRef, FulfilmentStatus, RequestCard, UserProfile
 from bot.tasks import BackgroundTasks
 from bot.users import zone_or_none
 from cards.common import Card
@@ -212,7 +212,7 @@ class RequestNotifier:
     async def _next_steps(self, request: ServiceRequest) -> None:
         if request.pending:
             await self._notify_stage(request)
-        elif request.fulfilment.value == "waiting":
+        elif request.fulfilment is FulfilmentStatus.WAITING:
             await self._notify_fulfilment(request)
 
     # -- approvers ---------------------------------------------------------------------------

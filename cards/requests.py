@@ -260,16 +260,9 @@ def _form_input(field: FormField, value: Any) -> CardElement:
                 is_required=field.required,
                 error_message=error,
             )
-        case DateField():
-            return DateInput(
-                id=input_id,
-                label=label,
-                value=text_value,
-                is_required=field.required,
-                error_message=error,
-            )
-        case TimeField():
-            return TimeInput(
+        case DateField() | TimeField():
+            picker = DateInput if isinstance(field, DateField) else TimeInput
+            return picker(
                 id=input_id,
                 label=label,
                 value=text_value,

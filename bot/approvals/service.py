@@ -18,7 +18,6 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal, TextIO
-from zoneinfo import ZoneInfo
 
 from bot.approvals.catalogue import (
     BookingLink,
@@ -43,7 +42,6 @@ from bot.storage.tables import (
 )
 
 logger = logging.getLogger(__name__)
-UTC_ZONE = ZoneInfo("UTC")
 
 # A decision is worked out again this often when other decisions keep landing first.
 MAX_ATTEMPTS = 5
@@ -75,6 +73,13 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ResolverFactory = Callable[[Actor], ApproverResolver]
 
 _NOT_FOUND = "That request was not found."
+
+
+class RequestNotFound(NotFound):
+    """No such request, or not one the user may see (the card offers the request lists)."""
+
+    def __init__(self) -> None:
+        super().__init__(_NOT_FOUND)
 
 
 class RequestBusy(FrontdeskError):
@@ -261,7 +266,7 @@ class ApprovalService:
     def _own_submission(self, record: ServiceRequestRecord, actor: Actor) -> ServiceRequest:
         if record.tenant_id != actor.tenant_id or record.requester_id != actor.user_id:
             # A submission id is the client's; one reused by someone else is not theirs to see.
-            raise NotFound(_NOT_FOUND)
+            raise RequestNotFound()
         return _request(record)
 
     def _booked_room(self, actor: Actor, booking_id: str | None) -> str | None:
@@ -367,7 +372,7 @@ class ApprovalService:
     def _load(self, actor: Actor, request_id: str) -> ServiceRequestRecord:
         record = self._requests.get(request_id)
         if record is None or record.tenant_id != actor.tenant_id:
-            raise NotFound(_NOT_FOUND)
+            raise RequestNotFound()
         return record
 
     def _already(
@@ -457,7 +462,7 @@ class ApprovalService:
             raise InputError("Say why it cannot be done, so the requester knows.", field="comment")
         for _ in range(MAX_ATTEMPTS):
             record = self._load(actor, request_id)
-            if not self.is_fulfiller(actor, record.category_id, in_channel):
+            if not self.is_fulfiller(actor.user_id, record.category_id, in_channel):
                 raise NotAllowed("Only the fulfilment team can update this request.")
             current = FulfilmentStatus(record.fulfilment)
             if current is FulfilmentStatus.NONE:
@@ -502,14 +507,14 @@ class ApprovalService:
         when = last.at.astimezone(actor.time_zone).strftime("%d %b %Y %H:%M")
         return f"This request was already marked {text} by {last.actor_name} at {when}."
 
-    def is_fulfiller(self, actor: Actor, category_id: str, in_channel: str | None) -> bool:
-        """Whether the actor belongs to the category's fulfilment team (see `fulfil`)."""
+    def is_fulfiller(self, user_id: str, category_id: str, in_channel: str | None) -> bool:
+        """Whether the user belongs to the category's fulfilment team (see `fulfil`)."""
         try:
             team = self._catalogue.category(category_id).fulfilment
         except KeyError:
             return False
         if isinstance(team, FulfilmentUsers):
-            return actor.user_id in team.user_ids
+            return user_id in team.user_ids
         return isinstance(team, FulfilmentChannel) and in_channel == team.channel_id
 
     # -- who sees what --------------------------------------------------------------------------
@@ -538,11 +543,12 @@ class ApprovalService:
         if role is Role.VIEWER:
             involved = any(actor.user_id in stage.approvers for stage in request.state.stages)
             posted_here = conversation_id is not None and any(
-                card.conversation_id == conversation_id.split(";")[0]
+                card.conversation_id is not None
+                and _thread_base(card.conversation_id) == _thread_base(conversation_id)
                 for card in self._requests.cards(request.id)
             )
             if not involved and not posted_here:
-                raise NotFound(_NOT_FOUND)
+                raise RequestNotFound()
         return request, role
 
     def role_of(
@@ -554,8 +560,7 @@ class ApprovalService:
         if user_id == request.requester_id:
             return Role.REQUESTER
         if request.fulfilment in (FulfilmentStatus.WAITING, FulfilmentStatus.IN_PROGRESS):
-            probe = Actor(request.tenant_id, user_id, "", UTC_ZONE)
-            if self.is_fulfiller(probe, request.category_id, in_channel):
+            if self.is_fulfiller(user_id, request.category_id, in_channel):
                 return Role.FULFILMENT
         return Role.VIEWER
 
@@ -662,6 +667,11 @@ _FULFIL_TEXT: dict[FulfilmentStatus, str] = {
     FulfilmentStatus.DONE: "done",
     FulfilmentStatus.CANNOT_DO: "as cannot be done",
 }
+
+
+def _thread_base(conversation_id: str) -> str:
+    """A channel conversation without its thread (`19:...;messageid=...` -> `19:...`)."""
+    return conversation_id.split(";", 1)[0]
 
 
 def _fulfilment_after(status: RequestStatus) -> FulfilmentStatus:

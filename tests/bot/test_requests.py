@@ -357,6 +357,14 @@ async def test_non_approvers_the_requester_strangers_and_forged_ids_change_nothi
     assert "not found" in await click(STRANGER, approve_all)
     forged = {**approve_all, "request": "00000000-0000-4000-8000-000000000000"}
     assert "not found" in await click(ALEX, forged)
+    status, body = await fd.post(
+        make_card_action("request.decide", forged, service_url=fd.service_url, user=ALEX)
+    )
+    # A request that is not there points to the request lists, not to bookings.
+    assert [a["title"] for a in execute_actions(card_of(status, body))] == [
+        "My requests",
+        "Approvals",
+    ]
     # Card data naming someone else changes nothing: authority is the activity's sender.
     assert "not an approver" in await click(
         LYNNE, {**approve_all, "approver": ALEX.aad_object_id, "user": ALEX.aad_object_id}
@@ -509,6 +517,15 @@ async def test_an_unreachable_approver_gets_the_card_in_the_fallback_channel(des
         decide_action(posted, "Approve all"), user=ALEX, conversation=channel
     )
     assert "Your decision is recorded." in text_of(decided)
+    # Anyone else in the channel sees the card read-only when it refreshes for them.
+    seen = await desk.press(
+        {"type": "Action.Execute", "verb": "request.show", "data": {"request": request_id}},
+        user=LYNNE,
+        conversation=channel,
+        trigger="automatic",
+    )
+    assert "Catering request" in text_of(seen)
+    assert not [a for a in execute_actions(seen) if a["verb"] == "request.decide"]
     notice = [e for e in desk.events(request_id) if e["action"] == "notified"][0]
     assert json.loads(notice["detail"])["fallback"] == FALLBACK
     await desk.settle()
