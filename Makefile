@@ -7,7 +7,7 @@ NODE_DIR := tests/js
 PLAYGROUND_PORT ?= 56150
 PORT ?= 3978
 
-.PHONY: run test lint format playground package clean help
+.PHONY: run test lint format playground package clean help bench bench-data bench-profile
 
 help:
 	@echo "make run         start the bot in local mode (SQLite, demo rooms) on 127.0.0.1:$(PORT)"
@@ -15,6 +15,8 @@ help:
 	@echo "make test        install everything and run lint plus the whole test suite"
 	@echo "make lint        ruff and mypy"
 	@echo "make package     build and validate appPackage.zip, the Teams app (needs MICROSOFT_APP_ID, PUBLIC_HOSTNAME)"
+	@echo "make bench       benchmark against a stock botbuilder echo bot (BENCH_QUICK=1 for a short run)"
+	@echo "make bench-data  generate the 1,000,000-row benchmark database once (bench/data/, PostgreSQL)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -60,3 +62,15 @@ test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (not part of `make test`): results in bench/results/latest.json and latest.md.
+bench: $(VENV)/.installed
+	@test -f bench/data/generated.json || $(MAKE) --no-print-directory bench-data
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-data: $(VENV)/.installed
+	$(PY) -m bench.bigdb generate
+
+# Where the bot's CPU goes under load (needs py-spy: $(PY) -m pip install py-spy).
+bench-profile: $(VENV)/.installed
+	$(PY) -m bench.profile $(or $(SCENARIO),message)

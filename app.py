@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -22,12 +23,13 @@ from botframework.connector.auth import ServiceClientCredentialsFactory
 from sqlalchemy import Engine, text
 
 from bot import doctor
-from bot.actions import CardActions
+from bot.actions import BUDGETED_VERBS, DURABLE_VERBS, CardActions
+from bot.admin import AdminService
 from bot.approvals.catalogue import load_catalogue
 from bot.approvals.errors import CatalogueError
 from bot.approvals.policy import StaticApproverResolver, load_policies
-from bot.approvals.service import ApprovalService
-from bot.booking import BookingPolicy, BookingService, Clock, system_clock
+from bot.approvals.service import ApprovalService, ManagerLookup
+from bot.booking import BookingPolicy, BookingService, Clock, no_checkpoint, system_clock
 from bot.config import DirectoryKind, Settings, SettingsError, load_settings
 from bot.directory import RoomDirectory
 from bot.directory.graph import GraphDirectory, MailboxZones
@@ -38,13 +40,16 @@ from bot.directory.local import (
     load_room_owners,
 )
 from bot.graph import GraphClient
-from bot.identity import AppIdentity, BotTokenService
+from bot.graph.client import DEFAULT_TIMEOUT_SECONDS as GRAPH_TIMEOUT_SECONDS
+from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
-from bot.notifications import Messenger, RequestNotifier
+from bot.notifications import GraphMailer, Messenger, RequestNotifier, RetryPolicy
+from bot.storage.admin import AdminQueries
 from bot.storage.db import create_db_engine, migrations_current, upgrade
 from bot.storage.deliveries import DeliveryLog
+from bot.storage.jobs import JobRepository
 from bot.storage.repository import (
     BookingRepository,
     ConversationRepository,
@@ -52,7 +57,7 @@ from bot.storage.repository import (
     UserRepository,
 )
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.tasks import BackgroundTasks
+from bot.tasks import BackgroundTasks, Checkpoint, SlowClicks
 from bot.teams_adapter import TeamsMessenger, build_adapter, messages_endpoint
 from bot.teams_handler import FrontdeskBot
 from bot.users import UserService, WelcomeGuard
@@ -76,6 +81,7 @@ class Components:
     user_tokens: UserTokens | None = None
     approvals: ApprovalService | None = None
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
+    slow_clicks: SlowClicks | None = None
 
 
 ENGINE = web.AppKey("engine", Engine)
@@ -83,35 +89,68 @@ COMPONENTS = web.AppKey("components", Components)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 BOT_FRAMEWORK_SCOPE = "https://api.botframework.com/.default"
 
+AppTokenSource = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class Seams:
+    """What tests put in place of the world outside the process; each default is production's.
+
+    `clock` is every service's time; `msal_http_client` answers for Entra ID;
+    `bot_credentials_factory` gives the bot's outgoing replies a token (botbuilder's own, from
+    the app id and password, by default); `connector_retry` is how proactive sends are retried;
+    `mail_app_token` is the app-only token approval mail is sent with; `graph_sleep` and
+    `graph_timeout_seconds` are the Graph client's waits between retries and per call;
+    `checkpoint` is called at the booking path's crash points (bot/tasks.py).
+    """
+
+    clock: Clock = system_clock
+    msal_http_client: MsalHttpClient | None = None
+    bot_credentials_factory: ServiceClientCredentialsFactory | None = None
+    connector_retry: RetryPolicy | None = None
+    mail_app_token: AppTokenSource | None = None
+    graph_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    graph_timeout_seconds: float = GRAPH_TIMEOUT_SECONDS
+    checkpoint: Checkpoint = no_checkpoint
+
+
+PRODUCTION = Seams()
+
 
 def build_components(
     settings: Settings,
+    seams: Seams = PRODUCTION,
     *,
-    clock: Clock = system_clock,
     http: aiohttp.ClientSession | None = None,
-    msal_http_client: MsalHttpClient | None = None,
     messenger: Messenger | None = None,
 ) -> Components:
     """Wire storage, directory, services and the Teams handler together.
 
-    `http` is the one shared HTTP session (needed by the graph directory); `msal_http_client`
-    lets tests answer Entra ID locally.
+    `http` is the one shared HTTP session (needed by the graph directory).
     """
+    clock = seams.clock
     engine = create_db_engine(settings.database_url)
     bookings = BookingRepository(engine)
     conversations = ConversationRepository(engine)
     directory: RoomDirectory
     user_tokens: UserTokens | None = None
     mailbox_zones: MailboxZones | None = None
+    mailer: GraphMailer | None = None
     if settings.directory is DirectoryKind.GRAPH:
         if http is None:
             raise StartupError("the graph directory needs the shared HTTP session")
-        user_tokens = _user_tokens(settings, engine, clock, http, msal_http_client)
-        graph = GraphClient(http, base_url=settings.graph_base_url)
+        user_tokens = _user_tokens(settings, engine, clock, http, seams.msal_http_client)
+        graph = GraphClient(
+            http,
+            base_url=settings.graph_base_url,
+            sleep=seams.graph_sleep,
+            timeout_seconds=seams.graph_timeout_seconds,
+        )
         directory = GraphDirectory(
             graph, user_tokens, cache_seconds=settings.room_cache_seconds, clock=clock
         )
         mailbox_zones = MailboxZones(graph, user_tokens, clock=clock)
+        mailer = _mailer(settings, graph, seams.msal_http_client, seams.mail_app_token)
     else:
         try:
             directory = LocalDirectory.from_file(settings.rooms_file, bookings)
@@ -126,6 +165,8 @@ def build_components(
             max_occurrences=settings.max_occurrences,
         ),
         clock=clock,
+        checkpoint=seams.checkpoint,
+        approval_holds=True,  # the room owners' approval is asked for through `approvals`
     )
     users = UserService(
         users=UserRepository(engine),
@@ -134,7 +175,12 @@ def build_components(
         clock=clock,
         mailbox_zones=mailbox_zones,
     )
-    approvals = _approvals(settings, engine, clock)
+    approvals = _approvals(
+        settings,
+        engine,
+        clock,
+        manager_lookup=directory.manager_of if isinstance(directory, GraphDirectory) else None,
+    )
     tasks = BackgroundTasks()
     notifier = RequestNotifier(
         approvals=approvals,
@@ -145,16 +191,33 @@ def build_components(
         tasks=tasks,
         clock=clock,
         default_zone=ZoneInfo(settings.timezone),
+        mailer=mailer,
     )
     bot = FrontdeskBot(
         actions=CardActions(
-            booking, user_tokens=user_tokens, approvals=approvals, notifier=notifier
+            booking,
+            user_tokens=user_tokens,
+            approvals=approvals,
+            notifier=notifier,
+            admin=_admin(settings, engine, clock, approvals),
         ),
         user_tokens=user_tokens,
         users=users,
         welcome=WelcomeGuard(conversations, clock),
         allowed_tenants=frozenset(settings.allowed_tenants),
         deliveries=DeliveryLog(engine, clock),
+    )
+    bot.slow_clicks = SlowClicks(
+        tasks=tasks,
+        budget=settings.turn_budget_seconds,
+        run=bot.actions.run,
+        working=bot.actions.working,
+        failed=bot.actions.unfinished,
+        budgeted=BUDGETED_VERBS,
+        durable=DURABLE_VERBS,
+        jobs=JobRepository(engine, clock, lease=timedelta(seconds=settings.work_lease_seconds)),
+        messenger=messenger,
+        checkpoint=seams.checkpoint,
     )
     return Components(
         settings=settings,
@@ -165,10 +228,71 @@ def build_components(
         user_tokens=user_tokens,
         approvals=approvals,
         tasks=tasks,
+        slow_clicks=bot.slow_clicks,
     )
 
 
-def _approvals(settings: Settings, engine: Engine, clock: Clock) -> ApprovalService:
+def _admin(
+    settings: Settings, engine: Engine, clock: Clock, approvals: ApprovalService
+) -> AdminService:
+    """The `admin` command for ADMIN_USERS, in the bot's own tenant: MICROSOFT_APP_TENANT_ID,
+    else ALLOWED_TENANTS (neither: any tenant)."""
+    tenant = settings.microsoft_app_tenant_id
+    return AdminService(
+        admins=settings.admin_users,
+        home_tenants=[tenant] if tenant else settings.allowed_tenants,
+        queries=AdminQueries(engine),
+        requests=ServiceRequestRepository(engine),
+        approvals=approvals,
+        clock=clock,
+        day_zone=ZoneInfo(settings.timezone),
+    )
+
+
+def _mailer(
+    settings: Settings,
+    graph: GraphClient,
+    msal_http_client: MsalHttpClient | None,
+    app_token: AppTokenSource | None,
+) -> GraphMailer | None:
+    """Approval mail for approvers Teams cannot reach: sent as NOTIFY_MAIL_FROM with the app's
+    own token (application permissions Mail.Send and User.Read.All). Off without the setting,
+    and in local mode, which has no app identity (`app_token` is the tests' stand-in)."""
+    if not settings.notify_mail_from:
+        return None
+    if app_token is None:
+        if settings.local_mode:
+            logger.warning("NOTIFY_MAIL_FROM is set, but local mode has no app token: no mail")
+            return None
+        identity = AppIdentity(
+            client_id=settings.microsoft_app_id,
+            client_secret=settings.microsoft_app_password.get_secret_value(),
+            tenant_id=settings.microsoft_app_tenant_id,
+            authority_host=settings.aad_authority_host,
+            http_client=msal_http_client,
+            cache_store=MemoryTokenCacheStore(),  # app-only tokens live in msal's own cache
+        )
+        scopes = [settings.graph_scope]
+
+        async def identity_token() -> str | None:
+            return await identity.app_token(scopes)
+
+        app_token = identity_token
+    return GraphMailer(
+        graph,
+        app_token=app_token,
+        sender=settings.notify_mail_from,
+        teams_app_id=settings.teams_app_id or settings.microsoft_app_id.lower(),
+    )
+
+
+def _approvals(
+    settings: Settings,
+    engine: Engine,
+    clock: Clock,
+    *,
+    manager_lookup: ManagerLookup | None = None,
+) -> ApprovalService:
     """The service catalogue and approval policies, validated now so a broken file stops the
     start with a message naming CATALOGUE_FILE or POLICIES_FILE and the faulty path."""
     try:
@@ -189,6 +313,7 @@ def _approvals(settings: Settings, engine: Engine, clock: Clock) -> ApprovalServ
         resolver_for=lambda actor: resolver,
         clock=clock,
         new_id=lambda: str(uuid.uuid4()),
+        manager_lookup=manager_lookup,
     )
 
 
@@ -222,37 +347,22 @@ def _user_tokens(
         connection_name=settings.oauth_connection_name,
         app_identity=app_identity,
         app_id=settings.microsoft_app_id,
-        graph_scopes=(f"{_origin(settings.graph_base_url)}/.default",),
+        graph_scopes=(settings.graph_scope,),
     )
 
 
-def _origin(url: str) -> str:
-    """`https://graph.microsoft.us/v1.0` -> `https://graph.microsoft.us` (the scope's resource)."""
-    parsed = urlsplit(url)
-    return f"{parsed.scheme}://{parsed.netloc}"
-
-
-async def create_app(
-    settings: Settings,
-    *,
-    clock: Clock = system_clock,
-    msal_http_client: MsalHttpClient | None = None,
-    bot_credentials_factory: ServiceClientCredentialsFactory | None = None,
-) -> web.Application:
-    """The aiohttp application: `/api/messages`, `/healthz`, `/readyz`.
-
-    `bot_credentials_factory` lets tests give the bot's outgoing replies a token without
-    Microsoft Entra ID (botbuilder's own factory, from the app id and password, by default).
-    """
+async def create_app(settings: Settings, seams: Seams = PRODUCTION) -> web.Application:
+    """The aiohttp application: `/api/messages`, `/healthz`, `/readyz`."""
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    adapter = build_adapter(settings, credentials_factory=bot_credentials_factory)
+    adapter = build_adapter(settings, http=http, credentials_factory=seams.bot_credentials_factory)
     try:
         components = build_components(
             settings,
-            clock=clock,
+            seams,
             http=http,
-            msal_http_client=msal_http_client,
-            messenger=TeamsMessenger(adapter, settings.microsoft_app_id),
+            messenger=TeamsMessenger(
+                adapter, settings.microsoft_app_id, retry=seams.connector_retry
+            ),
         )
     except BaseException:
         await http.close()
@@ -263,14 +373,19 @@ async def create_app(
     app[HTTP] = http
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        await asyncio.to_thread(upgrade, app[ENGINE])
-        yield
-        # Notifications started by the last turns finish before the connections close.
-        await app[COMPONENTS].tasks.drain(timeout=app[COMPONENTS].settings.shutdown_timeout)
-        await app[HTTP].close()
-        app[ENGINE].dispose()
+        # Closed even when the migration fails: aiohttp runs no cleanup for a context whose
+        # start raised.
+        try:
+            await asyncio.to_thread(upgrade, app[ENGINE])
+            yield
+            # Notifications started by the last turns finish before the connections close.
+            await app[COMPONENTS].tasks.drain(timeout=app[COMPONENTS].settings.shutdown_timeout)
+        finally:
+            await app[HTTP].close()
+            app[ENGINE].dispose()
 
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(_recover_booking_work)
     app.on_shutdown.append(_log_shutdown)
     app.router.add_post(
         "/api/messages",
@@ -279,6 +394,46 @@ async def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     return app
+
+
+async def _recover_booking_work(app: web.Application) -> AsyncIterator[None]:
+    """At start-up (after the migrations) and then once per WORK_LEASE_SECONDS, finish the
+    booking clicks that a process which died left unfinished; stopped before the drain."""
+    slow_clicks = app[COMPONENTS].slow_clicks
+    recovering = None
+    if slow_clicks is not None:
+        recovering = asyncio.get_running_loop().create_task(
+            slow_clicks.recover_forever(), name="recover booking work"
+        )
+    yield
+    if recovering is not None:
+        recovering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovering
+
+
+CRASH_AT_ENV = "FRONTDESK_TEST_CRASH_AT"
+
+
+def _crash_hook(settings: Settings) -> Checkpoint:
+    """Tests only: `FRONTDESK_TEST_CRASH_AT=<point>` kills the process (SIGKILL, as a crash
+    would) when the booking path reaches that point: `before_graph`, `after_graph` (the event is
+    made, the database does not know it yet) or `after_commit` (the result is stored, the card
+    not yet updated). Honoured in local mode only; read here and nowhere else."""
+    point = os.environ.get(CRASH_AT_ENV, "")
+    if not point:
+        return no_checkpoint
+    if not settings.local_mode:
+        logger.warning("%s is ignored outside local mode", CRASH_AT_ENV)
+        return no_checkpoint
+    logger.warning("test crash point armed: %s", point)
+
+    def checkpoint(name: str) -> None:
+        if name == point:
+            logger.warning("test crash point %s reached: killing the process", name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
 
 
 async def _log_shutdown(app: web.Application) -> None:
@@ -343,7 +498,7 @@ def main(argv: list[str]) -> int:
         # On SIGTERM or SIGINT aiohttp stops accepting connections, waits up to
         # shutdown_timeout for requests in flight (turns finish), then runs the cleanups.
         web.run_app(
-            create_app(settings),
+            create_app(settings, Seams(checkpoint=_crash_hook(settings))),
             host=settings.host,
             port=settings.port,
             print=None,
@@ -396,9 +551,9 @@ EXIT_GRACE_SECONDS = 5.0
 def _exit_within(grace: float, code: int) -> None:
     """Exit with `code` even if worker threads are still busy `grace` seconds from now.
 
-    botbuilder sends replies with `requests` in asyncio's thread pool, and Python joins those
-    threads at exit without a deadline: a reply stuck on the network would keep the process
-    alive long after SHUTDOWN_TIMEOUT, until the orchestrator kills it.
+    Database calls and msal's token requests (`requests`) run in asyncio's thread pool, and
+    Python joins those threads at exit without a deadline: one stuck on the network would keep
+    the process alive long after SHUTDOWN_TIMEOUT, until the orchestrator kills it.
     """
 
     def force_exit() -> None:

@@ -12,8 +12,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from bot.approvals.errors import FormError, PolicyError
+from bot.admin import AdminService, NotAdmin
+from bot.approvals.errors import AlreadyDecided, FormError, NotAnApprover, PolicyError
 from bot.approvals.service import (
+    ROOM_BOOKING,
     ApprovalService,
     RequestBusy,
     RequestNotFound,
@@ -42,7 +44,14 @@ from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor
 from bot.notifications import RequestNotifier
-from bot.storage.tables import BookingStatus, FulfilmentStatus, ServiceRequestStatus
+from bot.storage.tables import (
+    Booking,
+    BookingApproval,
+    BookingStatus,
+    FulfilmentStatus,
+    ServiceRequestStatus,
+)
+from cards.admin import admin_card, reassign_card
 from cards.booking import (
     booking_form,
     bookings_list_card,
@@ -52,6 +61,7 @@ from cards.booking import (
     results_card,
     series_booked_card,
     series_plan_card,
+    working_card,
 )
 from cards.common import Card, action, format_span, message_card
 from cards.help import help_card, welcome_card
@@ -76,7 +86,33 @@ _PRIVATE_ANSWERS: dict[Verb, tuple[str, str]] = {
     Verb.BOOKING_LIST: ("My bookings", "Show my bookings"),
     Verb.REQUEST_LIST: ("My requests", "Show my requests"),
     Verb.APPROVAL_LIST: ("Approvals", "Show what waits for me"),
+    Verb.ADMIN_SHOW: ("Frontdesk admin", "Show the admin overview"),
 }
+
+# Clicks whose work changes the calendar through Microsoft Graph, which may be slow: answered
+# within the turn budget, recorded before the work starts and finished after a crash (each is
+# idempotent: attempt ids and Graph's transactionId). See bot.tasks.SlowClicks.
+DURABLE_VERBS: frozenset[str] = frozenset(
+    {
+        Verb.BOOKING_BOOK,
+        Verb.BOOKING_SERIES,
+        Verb.BOOKING_SERIES_BOOK,
+        Verb.BOOKING_CANCEL_CONFIRM,
+        Verb.BOOKING_CANCEL_SERIES,
+    }
+)
+# Clicks that call Graph too but leave nothing to finish after a crash (reads, and meet now,
+# whose meeting Graph cannot make idempotently): answered within the turn budget only.
+BUDGETED_VERBS: frozenset[str] = frozenset(
+    {
+        Verb.BOOKING_START,
+        Verb.BOOKING_SEARCH,
+        Verb.BOOKING_ALTERNATIVES,
+        Verb.BOOKING_LIST,
+        Verb.BOOKING_CANCEL,
+        Verb.MEETING_NOW,
+    }
+)
 
 
 def _uuid(data: Mapping[str, Any], key: str) -> str:
@@ -124,7 +160,9 @@ class CardActions:
         user_tokens: UserTokens | None = None,
         approvals: ApprovalService | None = None,
         notifier: RequestNotifier | None = None,
+        admin: AdminService | None = None,
     ) -> None:
+        self._admin_service = admin
         self._booking = booking
         self._user_tokens = user_tokens
         self._approvals = approvals
@@ -153,6 +191,9 @@ class CardActions:
             Verb.REQUEST_CANCEL: self.request_cancel,
             Verb.REQUEST_FULFIL: self.request_fulfil,
             Verb.APPROVAL_LIST: self.approval_list,
+            Verb.ADMIN_SHOW: self.admin_show,
+            Verb.ADMIN_REASSIGN_FORM: self.admin_reassign_form,
+            Verb.ADMIN_REASSIGN: self.admin_reassign,
         }
         missing = set(Verb) - set(self._table)
         if missing:
@@ -174,11 +215,14 @@ class CardActions:
             logger.warning(
                 "Graph failed for verb=%s: status=%s code=%s", known, error.status, error.code
             )
-            return _graph_error_card(error)
+            return _graph_error_card(error, known)
 
     async def command(self, verb: Verb, actor: Actor, *, shared_chat: bool) -> Card:
         """A typed command. In a group chat or channel a reply is seen by everyone, so a
         private answer becomes a button: a card action's answer is shown to the clicker only."""
+        if verb is Verb.ADMIN_SHOW and not self._is_admin(actor):
+            # Not offered to others: they get the answer any unknown command gets.
+            return await self.not_understood("admin")
         if shared_chat and verb in _PRIVATE_ANSWERS:
             title, button = _PRIVATE_ANSWERS[verb]
             return message_card(
@@ -203,7 +247,12 @@ class CardActions:
         )
 
     async def help(self, actor: Actor, data: Mapping[str, Any]) -> Card:
-        return help_card(online_meetings=self._booking.online_meetings_available)
+        # Admins see the admin command, but not where others would see it too.
+        personal = actor.place is None or actor.place.conversation_type == "personal"
+        return help_card(
+            online_meetings=self._booking.online_meetings_available,
+            admin=personal and self._is_admin(actor),
+        )
 
     async def not_understood(self, text: str) -> Card:
         return help_card(
@@ -256,14 +305,40 @@ class CardActions:
             )
         except InputError as error:
             return await self._form_again(actor, {}, error.message)
+        message = "Your room is booked."
+        if (
+            booking.approval == BookingApproval.PENDING
+            and booking.status == BookingStatus.CONFIRMED
+        ):
+            held = await self._ask_room_owners(actor, booking)
+            if held is None:
+                booking, _ = await self._booking.cancel(actor, booking.id, _NO_ROOM_APPROVER)
+                return confirmation_card(
+                    booking,
+                    time_zone=actor.time_zone,
+                    online_meetings_available=self._booking.online_meetings_available,
+                )
+            message = _held_text(held)
         return confirmation_card(
             booking,
             time_zone=actor.time_zone,
             online_meetings_available=self._booking.online_meetings_available,
             # A redelivered click finds the same booking and shows the same card.
-            message="Your room is booked.",
+            message=message,
             refresh_user_id=actor.channel_user_id or None,
         )
+
+    async def _ask_room_owners(self, actor: Actor, booking: Booking) -> ServiceRequest | None:
+        """File the approval of a held room (once per booking) and tell its approvers; None
+        when the approval policy finds nobody to approve it."""
+        approvals, notifier = self._requests()
+        try:
+            request = await approvals.request_room(actor, booking)
+        except PolicyError as error:
+            logger.warning("room %s cannot be approved: %s", booking.room_id, error)
+            return None
+        notifier.submitted(request, actor)
+        return request
 
     async def series(self, actor: Actor, data: Mapping[str, Any]) -> Card:
         """Book a repeating search in a room: at once when every date is free, else ask."""
@@ -360,6 +435,8 @@ class CardActions:
         except InputError as error:
             booking = await self._booking.get(actor, booking_id)
             return cancel_confirm_card(booking, time_zone=actor.time_zone, error=error.message)
+        if changed and booking.approval == BookingApproval.PENDING:
+            await self._withdraw_room_request(actor, booking)
         return confirmation_card(
             booking,
             time_zone=actor.time_zone,
@@ -368,6 +445,84 @@ class CardActions:
             if changed
             else "This booking was already cancelled.",
         )
+
+    # -- slow clicks (bot.tasks.SlowClicks) ------------------------------------------------------
+    async def working(self, verb: str, data: Mapping[str, Any], actor: Actor) -> Card:
+        """The "working on it" card of a click whose work outlasts the turn budget."""
+        pending = None
+        if verb == Verb.BOOKING_BOOK:
+            attempt = data.get("attempt")
+            if isinstance(attempt, str) and _UUID.match(attempt):
+                room = data.get("room")
+                pending = await self._booking.pending(
+                    actor, attempt, room if isinstance(room, str) else None
+                )
+            data = {"attempt": attempt, "room": data.get("room")}
+        return working_card(
+            verb,
+            time_zone=actor.time_zone,
+            pending=pending,
+            refresh_data=data,
+            refresh_user_id=actor.channel_user_id or None,
+        )
+
+    async def unfinished(
+        self, verb: str, data: Mapping[str, Any], actor: Actor, error: BaseException
+    ) -> Card:
+        """The card for a slow click whose work failed after the turn had answered."""
+        if isinstance(error, SignInRequired):
+            # The token service no longer has the user's Microsoft 365 sign-in, so the calendar
+            # cannot be asked whether the event exists: the slot is released, and the same
+            # button (the same attempt, so never twice) finishes it after signing in.
+            attempt = data.get("attempt")
+            if verb == Verb.BOOKING_BOOK and isinstance(attempt, str) and _UUID.match(attempt):
+                await self._booking.release_unheld(actor, attempt)
+            retry = (
+                [action("Sign in and finish", Verb(verb), data)] if verb in DURABLE_VERBS else []
+            )
+            return message_card(
+                "Not finished: please sign in",
+                "Frontdesk could not finish this because your Microsoft 365 sign-in has ended. "
+                "Nothing is held for you. Press the button to sign in and finish; it will not "
+                "book twice.",
+                actions=retry,
+            )
+        if isinstance(error, MalformedAction):
+            return message_card("That did not work", "The card action is not valid.")
+        if isinstance(error, IdentityError):
+            return self.sign_in_problem()
+        return message_card(
+            "Something went wrong",
+            "Sorry, I could not finish that. Please try again in a moment.",
+            actions=[action("Help", Verb.HELP)],
+        )
+
+    def _release_rejected_room(self, request: ServiceRequest) -> None:
+        """A held room its owners rejected: the booking is already cancelled in the database;
+        its calendar event (Microsoft 365) is cancelled for the requester, after the answer."""
+        booking_id = request.released_booking_id
+        if booking_id is None:
+            return
+        _, notifier = self._requests()
+
+        async def release(requester: Actor) -> None:
+            try:
+                await self._booking.release_rejected(requester, booking_id)
+            except (FrontdeskError, GraphError, SignInRequired) as error:
+                logger.warning(
+                    "rejected room booking %s: its calendar event was not cancelled (%s)",
+                    booking_id,
+                    type(error).__name__,
+                )
+
+        notifier.on_behalf_of_requester(request, release, name=f"release room {booking_id}")
+
+    async def _withdraw_room_request(self, actor: Actor, booking: Booking) -> None:
+        """A held room the user cancelled: its approval request is withdrawn for everyone."""
+        approvals, notifier = self._requests()
+        withdrawn = await approvals.withdraw_room_request(actor, booking.id)
+        if withdrawn is not None:
+            notifier.changed(withdrawn)
 
     # -- service requests ------------------------------------------------------------------------
     def _requests(self) -> tuple[ApprovalService, RequestNotifier]:
@@ -400,15 +555,24 @@ class CardActions:
         category = approvals.category(category_id)
         if category is None:
             raise NotFound("That service is not in the catalogue any more.")
+        upcoming = [
+            booking
+            for booking in await self._booking.upcoming(actor)
+            if booking.status == BookingStatus.CONFIRMED
+        ]
         bookings = [
             BookingChoice(
                 booking.id,
                 f"{booking.subject} · {booking.room_name}, "
                 f"{format_span(booking.start_at, booking.end_at, actor.time_zone)}",
             )
-            for booking in await self._booking.upcoming(actor)
-            if booking.status == BookingStatus.CONFIRMED
+            for booking in upcoming
         ]
+        linked = next((b for b in upcoming if b.id == booking_id), None)
+        if values is None and linked is not None:
+            values = approvals.booking_defaults(
+                category, linked.start_at.astimezone(actor.time_zone)
+            )
         return request_form_card(
             category,
             submission_id=submission_id or str(uuid.uuid4()),
@@ -436,14 +600,6 @@ class CardActions:
                 values=inputs,
                 error=error.message,
                 submission_id=submission,
-            )
-        except PolicyError as error:
-            logger.warning("approval policy cannot be applied: %s", error)
-            return message_card(
-                "This request cannot be sent",
-                f"Its approval step \u201c{error.stage_name}\u201d has nobody to approve it "
-                f"({error.reason}). Nothing was sent; please tell your Frontdesk admin.",
-                actions=[action("Other services", Verb.REQUEST_START)],
             )
         notifier.submitted(request, actor)
         return await notifier.card(
@@ -481,6 +637,7 @@ class CardActions:
         if result.changed:
             notice = _final_notice(result.request)
             notifier.changed(result.request, notice=notice)
+            self._release_rejected_room(result.request)
             message = "Your decision is recorded."
             tone = "good"
         else:
@@ -516,15 +673,21 @@ class CardActions:
         request_id = _uuid(data, "request")
         try:
             request = await approvals.cancel(actor, request_id, _text(data, "comment"))
-        except NotAllowed as refused:
+        except (NotAllowed, InputError) as refused:
             return await self._request_card(actor, request_id, str(refused), tone="attention")
         notifier.changed(request)
+        message = "Your request is cancelled. The approvers see that on their cards."
+        if request.released_booking_id is not None:
+            # Withdrawing a held room's approval cancels the booking (with the request) and,
+            # with Microsoft 365, its calendar event: the requester is the one clicking.
+            await self._booking.release_rejected(actor, request.released_booking_id)
+            message = "Your request is withdrawn and the held room is free again."
         return await notifier.card(
             request,
             Role.REQUESTER,
             viewer_id=actor.user_id,
             time_zone=actor.time_zone,
-            message="Your request is cancelled. The approvers see that on their cards.",
+            message=message,
         )
 
     async def request_fulfil(self, actor: Actor, data: Mapping[str, Any]) -> Card:
@@ -568,9 +731,103 @@ class CardActions:
             message=message,
         )
 
+    # -- admins ------------------------------------------------------------------------------------
+    def _is_admin(self, actor: Actor) -> bool:
+        return self._admin_service is not None and self._admin_service.is_admin(actor)
+
+    def _admin(self, actor: Actor) -> AdminService:
+        """The admin service, once the actor is known to be an admin (else NotAdmin)."""
+        if self._admin_service is None:
+            raise NotAdmin()
+        self._admin_service.require(actor)
+        return self._admin_service
+
+    async def admin_show(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        return await self._admin_overview(self._admin(actor), actor)
+
+    async def _admin_overview(
+        self, admin: AdminService, actor: Actor, message: str | None = None, tone: str = "good"
+    ) -> Card:
+        overview = await admin.overview(actor)
+        return admin_card(overview, time_zone=actor.time_zone, message=message, tone=tone)
+
+    async def admin_reassign_form(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        """The reassign form for a request: a Reassign button's id, else the number typed."""
+        admin = self._admin(actor)
+        if data.get("request") is not None:
+            reference = _uuid(data, "request")
+        else:
+            reference = _text(data, "number") or ""
+        try:
+            pending = await admin.pending(actor, reference)
+        except InputError as error:
+            return await self._admin_overview(admin, actor, error.message, "attention")
+        except RequestNotFound:
+            return await self._admin_overview(
+                admin,
+                actor,
+                f"No request waiting for approval has the number {reference[:40]}.",
+                "attention",
+            )
+        return reassign_card(pending, time_zone=actor.time_zone)
+
+    async def admin_reassign(self, actor: Actor, data: Mapping[str, Any]) -> Card:
+        admin = self._admin(actor)
+        _, notifier = self._requests()
+        request_id, stage_id = _uuid(data, "request"), _slug(data, "stage")
+        old = data.get("from")
+        if not isinstance(old, str) or not 0 < len(old) <= 128:
+            raise MalformedAction("from must be an approver id")
+        try:
+            result = await admin.reassign(
+                actor,
+                request_id,
+                stage_id=stage_id,
+                old_approver=old,
+                new_approver=_text(data, "to") or "",
+                comment=_text(data, "comment"),
+            )
+        except InputError as error:
+            try:
+                pending = await admin.pending(actor, request_id)
+            except RequestNotFound:
+                return await self._admin_overview(admin, actor, error.message, "attention")
+            return reassign_card(
+                pending, time_zone=actor.time_zone, error=error.message, values=data
+            )
+        except NotAdmin:
+            raise
+        except RequestNotFound:
+            return await self._admin_overview(
+                admin, actor, "That request was not found. Nothing was changed.", "attention"
+            )
+        except (NotAllowed, RequestBusy) as refused:
+            return await self._admin_overview(admin, actor, str(refused), "attention")
+        notifier.changed(result.request)
+        return await self._admin_overview(
+            admin,
+            actor,
+            f"Request {result.request.id[:8]}: {result.new_name} approves {result.stage_name} "
+            f"instead of {result.old_name}, and gets the approval card now.",
+        )
+
+
+_REQUEST_LISTS = (
+    action("My requests", Verb.REQUEST_LIST),
+    action("Approvals", Verb.APPROVAL_LIST),
+)
+_NO_ROOM_APPROVER = "Nobody can approve this room yet, so it was not held. Pick another room."
+
+
+def _held_text(request: ServiceRequest) -> str:
+    stage = request.state.current_stage if request.pending else None
+    if stage is None:
+        return "Held for you and already approved."
+    return f"Held for you until {stage.name} approve it; you will hear back here."
+
 
 def _category_names(approvals: ApprovalService) -> dict[str, str]:
-    return {category.id: category.name for category in approvals.catalogue.categories}
+    return approvals.category_names()
 
 
 def _submitted_text(request: ServiceRequest) -> str:
@@ -582,6 +839,16 @@ def _submitted_text(request: ServiceRequest) -> str:
 
 def _final_notice(request: ServiceRequest) -> tuple[str, str] | None:
     """What the requester is told when a decision finishes the approval (None: not finished)."""
+    if request.category_id == ROOM_BOOKING:
+        if request.status == ServiceRequestStatus.APPROVED:
+            return "Room approved", "The room's owners approved it: the booking is confirmed."
+        if request.status == ServiceRequestStatus.REJECTED:
+            return (
+                "Room not approved",
+                "The room's owners did not approve it, so the booking is cancelled and the room "
+                "is free again. Open it to see their comment, or book another room.",
+            )
+        return None
     if request.status == ServiceRequestStatus.APPROVED:
         return (
             "Request approved",
@@ -611,7 +878,7 @@ def _fulfilment_notice(request: ServiceRequest, actor: Actor) -> tuple[str, str]
     return texts.get(request.fulfilment, ("Request updated", "Open it to see where it stands."))
 
 
-def _graph_error_card(error: GraphError) -> Card:
+def _graph_error_card(error: GraphError, verb: Verb) -> Card:
     if isinstance(error, GraphAuthError):
         text = (
             "Microsoft 365 refused the request: Frontdesk may lack a permission your admin has "
@@ -621,28 +888,50 @@ def _graph_error_card(error: GraphError) -> Card:
         text = "Microsoft 365 is busy right now. Nothing was changed; try again in a minute."
     else:
         text = "Microsoft 365 could not do that. Nothing was changed; try again."
-    return message_card(
-        "Microsoft 365 did not answer", text, actions=[action("Try again", Verb.BOOKING_START)]
-    )
+    if verb.value.startswith(("request.", "approval.")):
+        retry = [action("Try again", Verb.REQUEST_START), *_REQUEST_LISTS]
+    else:
+        retry = [action("Try again", Verb.BOOKING_START)]
+    return message_card("Microsoft 365 did not answer", text, actions=retry)
 
 
 def _error_card(error: FrontdeskError) -> Card:
+    """What the user sees of a domain error no handler answered itself (never its text, unless
+    the error's text is written for the user)."""
     if isinstance(error, RoomNeedsApproval):
         return message_card(
             "Approval needed",
-            f"{error} is booked only with its owners' approval, which Frontdesk cannot ask "
-            "for yet. Pick another room.",
+            f"{error} is booked only with its owners' approval, one date at a time, so it "
+            "cannot be part of a repeating booking. Pick another room, or request it for a "
+            "single date.",
             actions=[action("Book a room", Verb.BOOKING_START)],
         )
-    if isinstance(error, RequestNotFound):
+    if isinstance(error, RoomTaken):
         return message_card(
-            "Not found",
-            str(error),
-            actions=[
-                action("My requests", Verb.REQUEST_LIST),
-                action("Approvals", Verb.APPROVAL_LIST),
-            ],
+            "Room taken",
+            f"{error} was just booked by someone else. Search again for what is still free.",
+            actions=[action("Book a room", Verb.BOOKING_START)],
         )
+    if isinstance(error, InputError):
+        return message_card("Please check", error.message, actions=[action("Help", Verb.HELP)])
+    if isinstance(error, PolicyError):
+        logger.warning("approval policy cannot be applied: %s", error)
+        return message_card(
+            "This request cannot be sent",
+            f"Its approval step \u201c{error.stage_name}\u201d has nobody to approve it "
+            f"({error.reason}). Nothing was sent; please tell your Frontdesk admin.",
+            actions=[action("Other services", Verb.REQUEST_START)],
+        )
+    if isinstance(error, RequestBusy):
+        return message_card("Please try again", str(error), actions=_REQUEST_LISTS)
+    if isinstance(error, AlreadyDecided):
+        return message_card(
+            "Already decided",
+            "Someone decided this before you. Open the request to see who, and when.",
+            actions=_REQUEST_LISTS,
+        )
+    if isinstance(error, RequestNotFound):
+        return message_card("Not found", str(error), actions=_REQUEST_LISTS)
     if isinstance(error, NotFound):
         text = str(error) or "That item was not found."
         return message_card(
@@ -669,6 +958,8 @@ def _error_card(error: FrontdeskError) -> Card:
             "Sign-in problem",
             "Frontdesk could not get your Microsoft 365 sign-in. Try again in a minute.",
         )
+    if isinstance(error, NotAnApprover):  # its text names users and stages, for the logs
+        return message_card("Not allowed", "You cannot decide this request at its current stage.")
     if isinstance(error, NotAllowed):
         return message_card("Not allowed", str(error) or "You cannot do that.")
     logger.warning("unmapped domain error %s", type(error).__name__)

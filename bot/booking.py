@@ -9,13 +9,14 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.directory import CalendarHold, CalendarState, Interval, RoomDirectory
 from bot.errors import InputError, MalformedAction, NotFound, RoomNeedsApproval, RoomTaken
+from bot.graph import GraphTimeout
 from bot.models import (
     Actor,
     Equipment,
@@ -27,7 +28,7 @@ from bot.models import (
     SearchResult,
 )
 from bot.storage.repository import BookingRepository
-from bot.storage.tables import Booking, BookingDraft, BookingStatus
+from bot.storage.tables import Booking, BookingApproval, BookingDraft, BookingStatus
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,23 @@ class SeriesOccurrence:
 class SeriesResult:
     booked: list[Booking]
     skipped: list[SeriesOccurrence]
+
+
+@dataclass(frozen=True)
+class PendingBooking:
+    """A booking click still at work: what its "working on it" card shows."""
+
+    room_name: str | None
+    start: datetime
+    end: datetime
+
+
+# How long the "working on it" card may wait for the room list to name the clicked room.
+_ROOM_NAME_SECONDS = 0.5
+
+
+def no_checkpoint(point: str) -> None:
+    """Production: the named points of the booking path are just points."""
 
 
 def _occurrence_attempt(series_attempt: str, index: int) -> str:
@@ -92,12 +110,19 @@ class BookingService:
         policy: BookingPolicy,
         clock: Clock = system_clock,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        checkpoint: Callable[[str], None] = no_checkpoint,
+        approval_holds: bool = False,
     ) -> None:
+        """`approval_holds`: a room that needs approval is held for the user while its owners
+        decide (the caller files the approval request); without it such rooms are refused."""
+        self._approval_holds = approval_holds
         self._directory = directory
         self._bookings = bookings
         self._policy = policy
         self._clock = clock
         self._new_id = new_id
+        # Named points around the calendar call; a crash test stops the process at one of them.
+        self._checkpoint = checkpoint
 
     @property
     def online_meetings_available(self) -> bool:
@@ -480,9 +505,7 @@ class BookingService:
         self, actor: Actor, series_id: str, comment: str | None
     ) -> list[Booking]:
         """Cancel every upcoming occurrence of a series the user booked."""
-        bookings = await self._bookings.series(
-            series_id, tenant_id=actor.tenant_id, user_id=actor.user_id, now=self._clock()
-        )
+        bookings = await self.series_bookings(actor, series_id)
         if not bookings:
             raise NotFound("That series was not found among your bookings.")
         cancelled = []
@@ -535,7 +558,7 @@ class BookingService:
         for _, start, room in sorted(candidates, key=lambda c: (c[0], c[1]))[
             : self._policy.alternatives_limit
         ]:
-            moved = _replace_times(query, start, start + length)
+            moved = replace(query, start=start, end=start + length)
             draft = self._draft(actor, moved)
             drafts.append(draft)
             offers.append(Offer(room=room, attempt_id=draft.id, start=start, end=start + length))
@@ -627,13 +650,15 @@ class BookingService:
         if draft.occurrences > 1:
             raise MalformedAction("a repeating search is booked with booking.series")
         room = await self._room(actor, room_id)
-        if room.needs_approval:
+        if room.needs_approval and not self._approval_holds:
             raise RoomNeedsApproval(room.name)
         if room.capacity < draft.attendees:
             raise MalformedAction("room too small for the search it was offered in")
         booking = self._new_booking(
             actor, draft, room, start=draft.start_at, end=draft.end_at, attempt_id=draft.id
         )
+        if room.needs_approval:
+            booking.approval = BookingApproval.PENDING  # held until the owners decide
         if draft.start_at < self._clock() - timedelta(minutes=1):
             existing = await self._bookings.by_attempt(draft.id)
             if existing is not None:
@@ -655,13 +680,25 @@ class BookingService:
         """Put a booking the database accepted into the directory's calendar.
 
         When that fails the row goes, so the slot is free again and a retry of the same
-        attempt starts over (the directory makes the retry idempotent).
+        attempt starts over (the directory makes the retry idempotent). A calendar that did not
+        answer in time may have made the event all the same: it is asked once more with the same
+        attempt id, which gives that event back or makes it once.
+
+        The row is committed before the calendar is called, without an event id: a process that
+        dies in between leaves it so, and finishing the click again (see bot.tasks.SlowClicks)
+        calls the calendar again with the same attempt id.
         """
+        self._checkpoint("before_graph")
         try:
-            hold = await self._directory.hold(actor, booking, room)
+            try:
+                hold = await self._directory.hold(actor, booking, room)
+            except GraphTimeout:
+                logger.info("calendar did not answer for booking %s; asking again", booking.id)
+                hold = await self._directory.hold(actor, booking, room)
         except BaseException:
             await self._bookings.delete(booking.id)
             raise
+        self._checkpoint("after_graph")
         if hold == CalendarHold():
             return booking
         return await self._bookings.attach_hold(
@@ -671,6 +708,58 @@ class BookingService:
             room_response=hold.room_response,
             join_url_repaired=hold.join_url_repaired,
         )
+
+    async def pending(
+        self, actor: Actor, attempt_id: str, room_id: str | None = None
+    ) -> PendingBooking | None:
+        """What a Book click still at work is booking: its row once stored, else its search and
+        the clicked room's name from the room list (when that answers at once; never Graph)."""
+        booking = await self._own_attempt(actor, attempt_id)
+        if booking is not None:
+            return PendingBooking(booking.room_name, booking.start_at, booking.end_at)
+        try:
+            draft = await self._bookings.get_draft(
+                attempt_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+            )
+        except NotFound:
+            return None
+        return PendingBooking(await self._room_name(actor, room_id), draft.start_at, draft.end_at)
+
+    async def _room_name(self, actor: Actor, room_id: str | None) -> str | None:
+        """The room's name for display only, if the directory's list is at hand."""
+        if room_id is None:
+            return None
+        try:
+            rooms = await asyncio.wait_for(
+                self._directory.list_rooms(actor), timeout=_ROOM_NAME_SECONDS
+            )
+        except Exception as error:  # a name on a "working" card is not worth a failure
+            logger.debug("no room name for the working card: %s", type(error).__name__)
+            return None
+        return next((room.name for room in rooms if room.id == room_id), None)
+
+    async def release_unheld(self, actor: Actor, attempt_id: str) -> bool:
+        """Free the slot of a booking whose calendar event could not be made or checked (the
+        user's Microsoft 365 sign-in is gone): True when a row was released. Booking the same
+        attempt again later finds or makes its event once (its transactionId)."""
+        booking = await self._own_attempt(actor, attempt_id)
+        if booking is None:
+            return False
+        if booking.event_id is not None or not self.online_meetings_available:
+            return False
+        await self._bookings.delete(booking.id)
+        logger.info("released booking %s: its calendar event could not be made", booking.id)
+        return True
+
+    async def _own_attempt(self, actor: Actor, attempt_id: str) -> Booking | None:
+        """The actor's booking made by this attempt, if any (someone else's is none)."""
+        booking = await self._bookings.by_attempt(attempt_id)
+        if booking is None or (booking.tenant_id, booking.user_id) != (
+            actor.tenant_id,
+            actor.user_id,
+        ):
+            return None
+        return booking
 
     async def _room(self, actor: Actor, room_id: str) -> Room:
         for room in await self._directory.list_rooms(actor):
@@ -761,6 +850,22 @@ class BookingService:
             logger.info("cancelled booking=%s room=%s", booking.id, booking.room_id)
         return booking, changed
 
+    async def release_rejected(self, actor: Actor, booking_id: str) -> bool:
+        """Cancel the calendar event of the actor's held booking that its room's owners
+        rejected (the row was cancelled with the decision); False when there is none."""
+        booking = await self._bookings.get(
+            booking_id, tenant_id=actor.tenant_id, user_id=actor.user_id
+        )
+        rejected = (
+            booking.status == BookingStatus.CANCELLED
+            and booking.approval == BookingApproval.REJECTED
+        )
+        if not rejected or booking.event_id is None:
+            return False
+        await self._directory.release(actor, booking, booking.cancel_comment)
+        logger.info("rejected room booking %s: its calendar event is cancelled", booking.id)
+        return True
+
     async def meet_now(self, actor: Actor) -> tuple[str | None, datetime, datetime]:
         """A Teams meeting from now for an hour: its join link (None without Microsoft 365)."""
         start = self._clock()
@@ -801,22 +906,6 @@ def _location_rank(room: Room, query: SearchQuery, usual: tuple[str, int] | None
 def _rank(room: Room, query: SearchQuery, usual: tuple[str, int] | None) -> tuple[Any, ...]:
     # Bookable first, then the smallest room that fits, then the user's usual place.
     return (room.needs_approval, room.capacity, _location_rank(room, query, usual), room.name)
-
-
-def _replace_times(query: SearchQuery, start: datetime, end: datetime) -> SearchQuery:
-    return SearchQuery(
-        start=start,
-        end=end,
-        attendees=query.attendees,
-        subject=query.subject,
-        online_meeting=query.online_meeting,
-        time_zone=query.time_zone,
-        building=query.building,
-        floor=query.floor,
-        equipment=query.equipment,
-        repeat=query.repeat,
-        count=query.count,
-    )
 
 
 def _query_of(draft: BookingDraft, time_zone: ZoneInfo) -> SearchQuery:

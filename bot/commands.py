@@ -36,6 +36,9 @@ class Verb(StrEnum):
     REQUEST_CANCEL = "request.cancel"
     REQUEST_FULFIL = "request.fulfil"
     APPROVAL_LIST = "approval.list"
+    ADMIN_SHOW = "admin.show"
+    ADMIN_REASSIGN_FORM = "admin.reassignForm"
+    ADMIN_REASSIGN = "admin.reassign"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ COMMANDS: tuple[Command, ...] = (
     ),
 )
 
+# Not in COMMANDS on purpose: COMMANDS is what everyone is offered (help, welcome, the manifest's
+# command menu). Only users in ADMIN_USERS get an answer; others get the not-understood help card.
+ADMIN_COMMAND = Command(
+    phrases=("admin", "frontdesk admin"),
+    verb=Verb.ADMIN_SHOW,
+    title="Admin",
+    description="Today's bookings, waiting approvals and stuck requests (admins only).",
+    on_cards=False,
+)
+
 _MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
 
@@ -123,7 +136,7 @@ def match_command(text: str) -> Command | None:
     if not words:
         return None
     best: tuple[int, Command] | None = None
-    for command in COMMANDS:
+    for command in (*COMMANDS, ADMIN_COMMAND):
         for phrase in command.phrases:
             if words == phrase or words.startswith(phrase + " "):
                 if best is None or len(phrase) > best[0]:

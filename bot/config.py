@@ -8,6 +8,7 @@ import zoneinfo
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -83,10 +84,24 @@ class Settings(BaseSettings):
     allowed_tenants: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias="ALLOWED_TENANTS"
     )
+    # Entra object ids of the users who get the `admin` command (docs/ADMIN.md).
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ADMIN_USERS"
+    )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: LogFormat = Field(default=LogFormat.JSON, validation_alias="LOG_FORMAT")
     # Longer than the ~15 s Teams waits for an answer, so a turn in flight can finish.
     shutdown_timeout: float = Field(default=20.0, gt=0, le=600, validation_alias="SHUTDOWN_TIMEOUT")
+    # How long a card click that calls Microsoft Graph may take before its turn answers "working
+    # on it" (and the card is updated later): well inside the ~15 s Teams waits.
+    turn_budget_seconds: float = Field(
+        default=4.5, gt=0, le=10, validation_alias="TURN_BUDGET_SECONDS"
+    )
+    # A booking click's work is leased to the process doing it for this long (renewed while it
+    # works); work whose lease ran out (its process died) is finished by a running process.
+    work_lease_seconds: float = Field(
+        default=60.0, ge=1, le=3600, validation_alias="WORK_LEASE_SECONDS"
+    )
     graph_base_url: str = Field(
         default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_BASE_URL"
     )
@@ -102,6 +117,9 @@ class Settings(BaseSettings):
     room_cache_seconds: int = Field(
         default=900, ge=0, le=86400, validation_alias="ROOM_CACHE_SECONDS"
     )
+    # Graph mode: the mailbox (UPN or object id) approval mails are sent from when an approver
+    # cannot be reached in Teams; empty turns mail off (docs/ADMIN.md, Mail.Send).
+    notify_mail_from: str = Field(default="", validation_alias="NOTIFY_MAIL_FROM")
     # The Teams app package (`make package`, manifest/build.py).
     public_hostname: str = Field(default="", validation_alias="PUBLIC_HOSTNAME")
     teams_app_id: str = Field(default="", validation_alias="TEAMS_APP_ID")
@@ -116,6 +134,21 @@ class Settings(BaseSettings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("admin_users", mode="before")
+    @classmethod
+    def _split_admins(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("admin_users")
+    @classmethod
+    def _admin_guids(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if not _GUID.fullmatch(item)]
+        if wrong:
+            raise ValueError(
+                f"must be Entra object ids (GUIDs) separated by commas; not one: {wrong[0][:40]!r}"
+            )
+        return list(dict.fromkeys(item.lower() for item in value))
 
     @field_validator("timezone")
     @classmethod
@@ -155,6 +188,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be the bot's public host name only, such as frontdesk.contoso.com "
                 "(no https://, port or path)"
+            )
+        return value
+
+    @field_validator("notify_mail_from")
+    @classmethod
+    def _mailbox(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (
+            _GUID.fullmatch(value) or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value)
+        ):
+            raise ValueError(
+                "must be the sending mailbox's address (frontdesk@contoso.com) or object id"
             )
         return value
 
@@ -224,6 +269,18 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """No app id: accept unauthenticated requests (loopback only)."""
         return not self.microsoft_app_id
+
+    @property
+    def graph_resource(self) -> str:
+        """Microsoft Graph's origin, which its tokens name: `https://graph.microsoft.us` for
+        GRAPH_BASE_URL=`https://graph.microsoft.us/v1.0`."""
+        parts = urlsplit(self.graph_base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def graph_scope(self) -> str:
+        """The scope that asks Entra ID for a Graph token with the permissions granted."""
+        return f"{self.graph_resource}/.default"
 
 
 def _is_loopback(host: str) -> bool:

@@ -19,7 +19,6 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
-import jwt
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
@@ -32,6 +31,7 @@ from bot.approvals.policy import load_policies
 from bot.config import AppType, DirectoryKind, Settings, SettingsError, load_settings
 from bot.directory.local import RoomDirectoryError, load_rooms_file
 from bot.identity import AppIdentity, IdentityError, MemoryTokenCacheStore
+from bot.identity.claims import unverified_claims
 from bot.identity.user_tokens import is_graph_token
 from bot.storage.db import (
     MIGRATIONS_DIR,
@@ -47,9 +47,13 @@ CHANNEL_ID = "msteams"
 # Any user id will do: GetTokenStatus lists every OAuth connection of the bot for it.
 PROBE_USER_ID = "frontdesk-doctor"
 
-# Application permissions (the app token's `roles`) that Frontdesk's code uses. None yet: every
-# Graph call runs with the signed-in user's delegated rights (docs/GRAPH.md, step 4).
+# Application permissions (the app token's `roles`) that Frontdesk's code uses. None without
+# approval mail: every other Graph call runs with the signed-in user's delegated rights
+# (docs/GRAPH.md, step 4).
 APPLICATION_PERMISSIONS: tuple[str, ...] = ()
+# With NOTIFY_MAIL_FROM: approval mail to approvers Teams cannot reach is sent as that mailbox
+# (Mail.Send) to the address the directory has for the approver (User.Read.All).
+MAIL_APPLICATION_PERMISSIONS = ("Mail.Send", "User.Read.All")
 # Delegated permissions (a user token's `scp`) that the Graph calls in bot/graph use today.
 DELEGATED_PERMISSIONS = (
     "User.Read",
@@ -82,6 +86,7 @@ class Name(StrEnum):
     ROOMS = "rooms file"
     POLICIES = "policies file"
     CATALOGUE = "catalogue file"
+    MAIL = "approval mail"
     APP_TOKEN = "app token"
     APP_PERMISSIONS = "app permissions"
     GRAPH = "graph"
@@ -161,6 +166,7 @@ def diagnose(
     checks += _database(settings, timeout)
     checks.append(_rooms_file(settings))
     checks += _approval_files(settings)
+    checks.append(approval_mail(settings))
     checks += asyncio.run(
         _remote_checks(
             settings,
@@ -173,6 +179,47 @@ def diagnose(
 
 
 # -- local checks ----------------------------------------------------------------------------
+def approval_mail(settings: Settings) -> Check:
+    """Whether approvers Teams cannot reach get the approval by mail (NOTIFY_MAIL_FROM)."""
+    if settings.directory is DirectoryKind.LOCAL:
+        return Check(
+            Name.MAIL,
+            Status.SKIP,
+            "DIRECTORY=local has no Microsoft Graph: approvers Teams cannot reach are recorded "
+            "as unreachable and get no mail",
+        )
+    if not settings.notify_mail_from:
+        return Check(
+            Name.MAIL,
+            Status.WARN,
+            "NOTIFY_MAIL_FROM is empty: approvers Teams cannot reach get no mail, only the "
+            "fallback channel's card",
+            "set NOTIFY_MAIL_FROM to the mailbox to send from and grant the application "
+            f"permissions {', '.join(MAIL_APPLICATION_PERMISSIONS)} (docs/ADMIN.md, step 6)",
+        )
+    if settings.local_mode:
+        return Check(
+            Name.MAIL,
+            Status.WARN,
+            f"NOTIFY_MAIL_FROM={settings.notify_mail_from}, but local mode has no app identity "
+            "to send with: no mail",
+            "set MICROSOFT_APP_ID, MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID",
+        )
+    return Check(
+        Name.MAIL,
+        Status.OK,
+        f"approvers Teams cannot reach are mailed from {settings.notify_mail_from} "
+        f"(needs {', '.join(MAIL_APPLICATION_PERMISSIONS)}; see app permissions)",
+    )
+
+
+def needed_application_permissions(settings: Settings) -> tuple[str, ...]:
+    """The application permissions these settings make Frontdesk use."""
+    if settings.directory is DirectoryKind.GRAPH and settings.notify_mail_from:
+        return APPLICATION_PERMISSIONS + MAIL_APPLICATION_PERMISSIONS
+    return APPLICATION_PERMISSIONS
+
+
 def _mode(settings: Settings) -> Check:
     directory = f"directory={settings.directory.value}"
     if settings.local_mode:
@@ -473,7 +520,7 @@ def _identity_fix(error: IdentityError, host: str) -> str:
 
 
 async def _app_permissions(identity: AppIdentity, settings: Settings) -> tuple[str | None, Check]:
-    scope = f"{_origin(settings.graph_base_url)}/.default"
+    scope = settings.graph_scope
     try:
         token = await identity.app_token([scope])
     except IdentityError as error:
@@ -484,7 +531,7 @@ async def _app_permissions(identity: AppIdentity, settings: Settings) -> tuple[s
             f"no app token for {scope}: {error.message}",
             _identity_fix(error, host),
         )
-    claims = _claims(token)
+    claims = unverified_claims(token)
     if claims is None:
         return token, Check(
             Name.APP_PERMISSIONS,
@@ -492,7 +539,7 @@ async def _app_permissions(identity: AppIdentity, settings: Settings) -> tuple[s
             f"the app token for {scope} is not a JWT, so its roles cannot be read",
             "check GRAPH_BASE_URL: Entra ID issues JWTs for Microsoft Graph",
         )
-    return token, application_permissions(claims, scope)
+    return token, application_permissions(claims, scope, needed_application_permissions(settings))
 
 
 def application_permissions(
@@ -673,8 +720,8 @@ def _delegated(settings: Settings, user_token: str | None) -> Check:
             f"no user token at hand (set {USER_TOKEN_VARIABLE} to a user's Graph access token "
             "to check the delegated permissions it carries)",
         )
-    claims = _claims(user_token)
-    graph = _origin(settings.graph_base_url)
+    claims = unverified_claims(user_token)
+    graph = settings.graph_resource
     if claims is None:
         return Check(
             Name.DELEGATED,
@@ -712,15 +759,6 @@ def _delegated(settings: Settings, user_token: str | None) -> Check:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _claims(token: str) -> dict[str, Any] | None:
-    """A JWT's claims, not verified: they only say which permissions it carries."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 def _missing(needed: Sequence[str], granted: Sequence[str]) -> list[str]:
     """Those of `needed` not in `granted` (permission names compare without case)."""
     have = {name.lower() for name in granted}
@@ -753,12 +791,6 @@ def _host(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "?"
     return f"{host}:{parts.port}" if parts.port else host
-
-
-def _origin(url: str) -> str:
-    """`https://graph.microsoft.us/v1.0` -> `https://graph.microsoft.us` (a scope's resource)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _one_line(value: str) -> str:

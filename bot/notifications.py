@@ -11,16 +11,22 @@ posts twice. It runs after the user got their answer (see `bot.tasks`).
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import random as random_module
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from bot.approvals.catalogue import FulfilmentChannel, FulfilmentUsers
 from bot.approvals.service import ApprovalService, Role, ServiceRequest
+from bot.graph import GraphClient
+from bot.graph.errors import GraphError
+from bot.identity.errors import IdentityError
 from bot.models import Actor
 from bot.storage.repository import BookingRepository, ConversationRepository
 from bot.storage.service_requests import ServiceRequestRepository
@@ -33,15 +39,108 @@ from cards.requests import RequestContext, booking_title, request_card, update_c
 logger = logging.getLogger(__name__)
 
 MAX_REFRESH_USERS = 60
+# The connector's code for a user who blocked the bot (see RETRYABLE_STATUSES for the source).
+BLOCKED_BY_USER = "ConversationBlockedByUser"
 
 
 class DeliveryError(Exception):
-    """The Bot Connector refused or failed a send; `status` is its HTTP status, if any."""
+    """The Bot Connector refused or failed a send; `status` is its HTTP status (None when it
+    could not be reached), `code` its error code (`ConversationBlockedByUser`, ...) and
+    `retry_after` the seconds its `Retry-After` header asked for, if any."""
 
-    def __init__(self, status: int | None, code: str = "") -> None:
+    def __init__(
+        self, status: int | None, code: str = "", *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"delivery failed: status={status} code={code}")
         self.status = status
         self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def gone(self) -> bool:
+        """The conversation (or message) refuses the bot for good: 403 blocked, not in the
+        roster, disabled by the admin; 404 not found. Teams says not to retry these."""
+        return self.status in (403, 404)
+
+
+# The Bot Connector's documented retry guidance ("Status codes from bot conversational APIs",
+# https://learn.microsoft.com/microsoftteams/platform/bots/build-conversational-capability#status-codes-from-bot-conversational-apis
+# and https://learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit): retry 412, 429
+# (waiting what Retry-After says) and 502, 503, 504 with exponential backoff and random jitter;
+# never 400, 401, 403, 404, 413, nor 500 (Teams: "No", report the issue).
+RETRYABLE_STATUSES: frozenset[int] = frozenset({412, 429, 502, 503, 504})
+# Of those, the answers that say the connector did not carry the request out (precondition
+# failed, throttled, unavailable). Posting a message is not idempotent: a 502 or 504 gateway
+# error, or a connection lost mid-request, may come after the message was created, and posting
+# again would show the approver the card twice. So calls that create a message retry only these;
+# calls that are safe to repeat (updating a message, opening the 1:1 chat, which Teams answers
+# with the existing chat) retry every retryable status and connection failures too.
+NOT_CARRIED_OUT: frozenset[int] = frozenset({412, 429, 503})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of one proactive connector call: bounded attempts, bounded waits.
+
+    The n-th retry waits between half and all of `base_delay * 2**n` (jitter, so that many
+    calls throttled together do not come back together), or exactly what `Retry-After` asks.
+    A wait longer than `max_delay`, or one that would take the call's waits past
+    `max_total_wait`, is not waited: the call fails and the notifier falls back. `sleep` and
+    `random` are injected so tests run on a controlled clock.
+    """
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    max_total_wait: float = 60.0
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    random: Callable[[], float] = random_module.random
+
+    def retryable(self, error: DeliveryError, *, creates: bool) -> bool:
+        """Whether Teams' guidance allows this failure to be tried again."""
+        if error.status is None:
+            return not creates  # no answer: a message may have been created anyway
+        return error.status in (NOT_CARRIED_OUT if creates else RETRYABLE_STATUSES)
+
+    def delay(self, retry: int, error: DeliveryError) -> float:
+        """The wait before retry number `retry` (0 for the first retry)."""
+        if error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        ceiling = self.base_delay * 2.0**retry
+        return ceiling / 2 + self.random() * ceiling / 2
+
+    async def run(self, operation: str, call: Callable[[], Awaitable[T]], *, creates: bool) -> T:
+        """`call` until it succeeds, fails for good, or the attempts or waits run out."""
+        waited = 0.0
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except DeliveryError as error:
+                if attempt >= self.attempts or not self.retryable(error, creates=creates):
+                    raise
+                wait = self.delay(attempt - 1, error)
+                if wait > self.max_delay or waited + wait > self.max_total_wait:
+                    logger.info(
+                        "connector %s: status=%s, not waiting %.1f s to retry",
+                        operation,
+                        error.status,
+                        wait,
+                    )
+                    raise
+                logger.info(
+                    "connector %s: status=%s code=%s, retry %d in %.2f s",
+                    operation,
+                    error.status,
+                    error.code,
+                    attempt,
+                    wait,
+                )
+                await self.sleep(wait)
+                waited += wait
+                attempt += 1
 
 
 class Messenger(Protocol):
@@ -69,6 +168,68 @@ class Messenger(Protocol):
         ...
 
 
+class Mailer(Protocol):
+    """Mail to people the bot cannot reach in Teams (implemented over Microsoft Graph)."""
+
+    def chat_link(self, tenant_id: str) -> str:
+        """A link that opens the bot's chat in Teams for a user of this tenant."""
+        ...
+
+    async def send(self, *, tenant_id: str, user_id: str, subject: str, html: str) -> bool:
+        """Mail the user (Entra object id); False when they could not be mailed."""
+        ...
+
+
+class GraphMailer:
+    """Mail through Graph `POST /users/{sender}/sendMail` with the app's own token.
+
+    Needs the application permissions Mail.Send (to send as the `sender` mailbox, the
+    NOTIFY_MAIL_FROM setting) and User.Read.All (to read the recipient's address from their
+    object id). The link back to Teams is the documented deep link to a chat with an app,
+    `https://teams.microsoft.com/l/entity/<appId>/conversations?tenantId=<tenantId>`
+    (https://learn.microsoft.com/microsoftteams/platform/concepts/build-and-test/deep-link-application#deep-link-to-a-chat-with-the-application).
+    """
+
+    def __init__(
+        self,
+        graph: GraphClient,
+        *,
+        app_token: Callable[[], Awaitable[str | None]],
+        sender: str,
+        teams_app_id: str,
+    ) -> None:
+        self._graph = graph
+        self._app_token = app_token
+        self._sender = sender
+        self._teams_app_id = teams_app_id
+
+    def chat_link(self, tenant_id: str) -> str:
+        if not self._teams_app_id:
+            return "https://teams.microsoft.com/"
+        return (
+            f"https://teams.microsoft.com/l/entity/{quote(self._teams_app_id, safe='')}"
+            f"/conversations?tenantId={quote(tenant_id, safe='')}"
+        )
+
+    async def send(self, *, tenant_id: str, user_id: str, subject: str, html: str) -> bool:
+        try:
+            token = await self._app_token()
+            if token is None:
+                logger.warning("no app token: approval mail not sent")
+                return False
+            person = await self._graph.get_user(token, user_id)
+            if person is None or not person.email:
+                logger.warning("approver has no mail address in the directory: not mailed")
+                return False
+            await self._graph.send_mail(
+                token, to=[person.email], subject=subject, html=html, as_user=self._sender
+            )
+        except (GraphError, IdentityError) as error:
+            logger.warning("approval mail not sent: %s", type(error).__name__)
+            return False
+        return True
+
+
 class RequestNotifier:
     """Renders request cards per viewer and keeps every posted copy up to date."""
 
@@ -83,8 +244,10 @@ class RequestNotifier:
         tasks: BackgroundTasks,
         clock: Callable[[], datetime],
         default_zone: ZoneInfo,
+        mailer: Mailer | None = None,
     ) -> None:
         self._approvals = approvals
+        self._mailer = mailer
         self._requests = requests
         self._conversations = conversations
         self._bookings = bookings
@@ -125,7 +288,6 @@ class RequestNotifier:
             users.update(stage.approvers)
         profiles = await self._profiles(request.tenant_id, users)
         names = {user: profile.name for user, profile in profiles.items() if profile.name}
-        category = self._approvals.category(request.category_id)
         booking_text = None
         if request.booking_id is not None:
             booking = await asyncio.to_thread(self._requests.booking, request.booking_id)
@@ -135,7 +297,7 @@ class RequestNotifier:
                     booking.start_at, booking.end_at, booking.room_name, zone
                 )
         return RequestContext(
-            category_name=category.name if category else request.category_id,
+            category_name=self._approvals.category_name(request.category_id),
             names=names,
             history=history,
             booking_text=booking_text,
@@ -155,7 +317,9 @@ class RequestNotifier:
         users.append(request.requester_id)
         ids: list[str] = []
         for user in dict.fromkeys(users):
-            ref = await self._conversations.personal(tenant_id=request.tenant_id, user_id=user)
+            ref = await self._conversations.personal(
+                tenant_id=request.tenant_id, user_id=user, include_stale=True
+            )
             channel_user = _channel_user_id(ref)
             if channel_user:
                 ids.append(channel_user)
@@ -177,6 +341,33 @@ class RequestNotifier:
         """After a decision, a cancellation or a fulfilment step: update and tell."""
         self._tasks.spawn(self._after_change(request, notice), name=f"changed {request.id}")
 
+    def on_behalf_of_requester(
+        self, request: ServiceRequest, work: Callable[[Actor], Awaitable[None]], *, name: str
+    ) -> None:
+        """Run `work` after the answer as the requester (their Teams account from their stored
+        personal chat, which the token service knows them by); skipped when there is none."""
+
+        async def run() -> None:
+            ref = await self._conversations.personal(
+                tenant_id=request.tenant_id, user_id=request.requester_id
+            )
+            if ref is None:
+                logger.info("%s: the requester has no personal chat with the bot", name)
+                return
+            reference = json.loads(ref.reference)
+            user = reference.get("user") or {}
+            actor = Actor(
+                tenant_id=request.tenant_id,
+                user_id=request.requester_id,
+                name=request.requester_name,
+                time_zone=await self._zone_of(request.tenant_id, request.requester_id),
+                channel_user_id=str(user.get("id") or ""),
+                channel_id=str(reference.get("channelId") or "msteams"),
+            )
+            await work(actor)
+
+        self._tasks.spawn(run(), name=name)
+
     async def _after_submit(self, request: ServiceRequest, actor: Actor) -> None:
         place = actor.place
         if place is not None and place.message_id and place.conversation_type == "personal":
@@ -194,11 +385,12 @@ class RequestNotifier:
 
     async def _after_change(self, request: ServiceRequest, notice: tuple[str, str] | None) -> None:
         # One update of a request's copies at a time, each from the request as stored when it
-        # starts: two decisions close together cannot leave the older state on the cards.
+        # starts: two decisions close together cannot leave the older state on the cards. The
+        # database lock makes replicas take turns too; the local one spares it connections.
         entry = self._locks.setdefault(request.id, _RequestLock())
         entry.users += 1
         try:
-            async with entry.lock:
+            async with entry.lock, self._requests.updating_cards(request.id):
                 fresh = await self._approvals.get(request.id) or request
                 await self.update_copies(fresh)
         finally:
@@ -242,17 +434,34 @@ class RequestNotifier:
                 detail={"stage": stage.id, "audience": "approvers", "names": _join(names, reached)},
             )
         if unreachable:
-            await self._fallback(request, stage.id, unreachable, names)
+            # Both, not one or the other: the channel reaches a team that may act, the mail
+            # reaches the approver wherever they read mail. A channel that also fails, for an
+            # approver who could not be mailed either, is recorded as unreachable.
+            posted = await self._fallback(request, stage.id, unreachable, names)
+            emailed = await self._email(request, stage.id, unreachable, names)
+            missing = [user for user in unreachable if user not in emailed]
+            if posted is False and missing:
+                await self._approvals.record_notice(
+                    request,
+                    action="unreachable",
+                    detail={
+                        "stage": stage.id,
+                        "audience": "approvers",
+                        "names": _join(names, missing),
+                        "fallback": self._approvals.fallback_channel(request.policy_id),
+                    },
+                )
 
     async def _fallback(
         self, request: ServiceRequest, stage_id: str, users: list[str], names: dict[str, str]
-    ) -> None:
-        """Approvers the bot cannot reach: the policy's fallback channel gets the card."""
+    ) -> bool | None:
+        """Approvers the bot cannot reach: the policy's fallback channel gets the card. Whether
+        it was posted; None when it was posted (or tried) before."""
         channel = self._approvals.fallback_channel(request.policy_id)
         who = _join(names, users)
         claimed = await self._claim(request, f"fallback:{stage_id}", "fallback", None)
         if claimed is None:
-            return
+            return None
         card = await self.card(
             request,
             Role.APPROVER,
@@ -262,11 +471,56 @@ class RequestNotifier:
             tone="warning",
         )
         posted = channel is not None and await self._post_channel(request, claimed, channel, card)
-        await self._approvals.record_notice(
+        if posted:
+            await self._approvals.record_notice(
+                request,
+                action="notified",
+                detail={
+                    "stage": stage_id,
+                    "audience": "approvers",
+                    "names": who,
+                    "fallback": channel,
+                },
+            )
+        return posted
+
+    async def _email(
+        self, request: ServiceRequest, stage_id: str, users: list[str], names: dict[str, str]
+    ) -> list[str]:
+        """Approvers the bot cannot reach in Teams get the approval by mail (Microsoft 365
+        mode with NOTIFY_MAIL_FROM set; off otherwise). Those mailed."""
+        if self._mailer is None:
+            return []
+        category_name = self._approvals.category_name(request.category_id)
+        requester = await self._names(request.tenant_id, [request.requester_id])
+        requester_name = requester.get(request.requester_id) or request.requester_name or "someone"
+        subject = f"Approval needed: {category_name} request from {requester_name}"
+        body = approval_mail(
             request,
-            action="notified" if posted else "unreachable",
-            detail={"stage": stage_id, "audience": "approvers", "names": who, "fallback": channel},
+            category_name=category_name,
+            requester_name=requester_name,
+            link=self._mailer.chat_link(request.tenant_id),
         )
+        emailed: list[str] = []
+        for user in users:
+            claimed = await self._claim(request, f"email:{stage_id}:{user}", "email", user)
+            if claimed is None:
+                emailed.append(user)  # mailed before (a repeated event)
+                continue
+            if await self._mailer.send(
+                tenant_id=request.tenant_id, user_id=user, subject=subject, html=body
+            ):
+                emailed.append(user)
+                await self._approvals.record_notice(
+                    request,
+                    action="emailed",
+                    detail={
+                        "stage": stage_id,
+                        "audience": "approvers",
+                        "names": _join(names, [user]),
+                    },
+                )
+        return emailed
 
     # -- fulfilment and the requester --------------------------------------------------------
     async def _notify_fulfilment(self, request: ServiceRequest) -> None:
@@ -314,12 +568,11 @@ class RequestNotifier:
         )
         if ref is None:
             return
-        category = self._approvals.category(request.category_id)
         card = update_card(
             request,
             title=title,
             text=text,
-            category_name=category.name if category else request.category_id,
+            category_name=self._approvals.category_name(request.category_id),
         )
         try:
             await self._messenger.send(json.loads(ref.reference), card)
@@ -336,7 +589,7 @@ class RequestNotifier:
         rows = await asyncio.to_thread(self._requests.cards, request.id)
         updated = 0
         for row in rows:
-            if not row.activity_id or not row.reference:
+            if not row.activity_id or not row.reference or row.stale_at is not None:
                 continue
             role, viewer = self._role_of_copy(request, row)
             zone = await self._zone_of(request.tenant_id, row.user_id)
@@ -346,8 +599,19 @@ class RequestNotifier:
                 updated += 1
             except DeliveryError as error:
                 logger.warning(
-                    "could not update a card of request %s: status=%s", request.id, error.status
+                    "could not update a card of request %s: status=%s code=%s",
+                    request.id,
+                    error.status,
+                    error.code,
                 )
+                if error.gone:
+                    # Blocked, removed or deleted: every later update would fail the same way.
+                    await asyncio.to_thread(
+                        self._requests.card_stale,
+                        _card_id(row),
+                        now=self._clock(),
+                        reason=error.code or f"status {error.status}",
+                    )
         return updated
 
     def _role_of_copy(self, request: ServiceRequest, row: RequestCard) -> tuple[Role, str]:
@@ -385,36 +649,64 @@ class RequestNotifier:
     async def _send_personal(
         self, request: ServiceRequest, claimed: RequestCard, user_id: str, card: Card
     ) -> bool:
-        """Post to the user's personal chat (opening one if needed); False when unreachable."""
+        """Post to the user's personal chat, opening a fresh one when the stored one is gone
+        (403 not in the roster, 404 not found: marked stale); False when unreachable.
+
+        A user who blocked the bot (403 ConversationBlockedByUser) gets no new chat: Teams
+        says to stop posting until they write to the bot again, which clears the mark.
+        """
         if self._messenger is None:
             return False
-        ref = await self._conversations.personal(tenant_id=request.tenant_id, user_id=user_id)
-        for attempt in ("stored", "opened"):
-            if attempt == "opened" or ref is None:
-                ref = await self._open_personal(request.tenant_id, user_id)
-                if ref is None:
-                    return False
-            reference = json.loads(ref.reference)
-            try:
-                activity_id = await self._messenger.send(reference, card)
-            except DeliveryError as error:
-                logger.info(
-                    "personal chat of an approver of %s refused a card: status=%s",
-                    request.id,
-                    error.status,
-                )
-                if attempt == "opened" or error.status not in (403, 404):
-                    return False
-                continue
-            await asyncio.to_thread(
-                self._requests.card_posted,
-                _card_id(claimed),
-                conversation_id=ref.conversation_id,
-                activity_id=activity_id,
-                reference=ref.reference,
-            )
-            return True
+        ref = await self._conversations.personal(
+            tenant_id=request.tenant_id, user_id=user_id, include_stale=True
+        )
+        if ref is not None and ref.stale_at is None:
+            outcome = await self._post_personal(request, claimed, ref, card)
+            if isinstance(outcome, bool):
+                return outcome
+            ref.stale_reason = await self._mark_stale(ref, outcome)
+        if ref is not None and ref.stale_reason == BLOCKED_BY_USER:
+            return False
+        opened = await self._open_personal(request.tenant_id, user_id)
+        if opened is None:
+            return False
+        outcome = await self._post_personal(request, claimed, opened, card)
+        if isinstance(outcome, bool):
+            return outcome
+        await self._mark_stale(opened, outcome)
         return False
+
+    async def _post_personal(
+        self, request: ServiceRequest, claimed: RequestCard, ref: ConversationRef, card: Card
+    ) -> bool | DeliveryError:
+        """Send the card to this chat: True when posted, False when it failed for now, the
+        error when the chat refuses the bot for good (the caller marks it stale)."""
+        assert self._messenger is not None
+        try:
+            activity_id = await self._messenger.send(json.loads(ref.reference), card)
+        except DeliveryError as error:
+            logger.info(
+                "personal chat of an approver of %s refused a card: status=%s code=%s",
+                request.id,
+                error.status,
+                error.code,
+            )
+            return error if error.gone else False
+        await asyncio.to_thread(
+            self._requests.card_posted,
+            _card_id(claimed),
+            conversation_id=ref.conversation_id,
+            activity_id=activity_id,
+            reference=ref.reference,
+        )
+        return True
+
+    async def _mark_stale(self, ref: ConversationRef, error: DeliveryError) -> str:
+        """Mark a stored chat the connector refused for good; the reason recorded."""
+        reason = error.code or f"status {error.status}"
+        await self._conversations.mark_stale(ref.conversation_id, now=self._clock(), reason=reason)
+        logger.info("a stored personal chat is stale (%s): not used again", reason)
+        return reason
 
     async def _open_personal(self, tenant_id: str, user_id: str) -> ConversationRef | None:
         assert self._messenger is not None
@@ -501,3 +793,41 @@ def _channel_user_id(ref: ConversationRef | None) -> str | None:
         return None
     user_id = user.get("id") if isinstance(user, dict) else None
     return user_id if isinstance(user_id, str) and user_id else None
+
+
+def approval_mail(
+    request: ServiceRequest, *, category_name: str, requester_name: str, link: str
+) -> str:
+    """The HTML body of an approval mail: what is asked, by whom, for how much, and the link
+    back to the bot's chat in Teams (where the decision is made). Every value is escaped."""
+    rows = "".join(
+        f"<tr><td>{html.escape(item.description)}</td>"
+        f'<td style="text-align:right">{html.escape(_number(item.quantity))}</td>'
+        f'<td style="text-align:right">{html.escape(f"{item.total:.2f}")}</td></tr>'
+        for item in request.items
+    )
+    details = "".join(
+        f"<li>{html.escape(detail.label)}: {html.escape(detail.value)}</li>"
+        for detail in request.details
+    )
+    currency = html.escape(request.currency)
+    return (
+        "<html><body>"
+        f"<p>{html.escape(requester_name)} asks for {html.escape(category_name.lower())} "
+        "and Frontdesk could not reach you in Teams. Your approval is needed.</p>"
+        "<table><tr><th>Item</th><th>Quantity</th><th>Price</th></tr>"
+        f"{rows}"
+        f"<tr><td><b>Total</b></td><td></td>"
+        f'<td style="text-align:right"><b>{currency} {request.total:.2f}</b></td></tr>'
+        "</table>"
+        + (f"<ul>{details}</ul>" if details else "")
+        + f"<p>Request {html.escape(request.id)}.</p>"
+        f'<p><a href="{html.escape(link, quote=True)}">Open Frontdesk in Teams</a> '
+        "and type <b>approvals</b> to decide.</p>"
+        "</body></html>"
+    )
+
+
+def _number(value: Any) -> str:
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -5,9 +5,12 @@ With `bot/teams_handler.py` and `app.py`, the only code that imports botbuilder.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -21,6 +24,7 @@ from botbuilder.integration.aiohttp import (
 from botbuilder.schema import (
     Activity,
     ActivityTypes,
+    AdaptiveCardInvokeResponse,
     CallerIdConstants,
     ChannelAccount,
     ConversationParameters,
@@ -29,13 +33,23 @@ from botbuilder.schema import (
 from botframework.connector.auth import (
     AuthenticateRequestResult,
     AuthenticationConstants,
+    ClaimsIdentity,
+    ConnectorFactory,
     ServiceClientCredentialsFactory,
+    UserTokenClient,
 )
 from msrest.exceptions import ClientRequestError, HttpOperationError
+from msrest.pipeline import Request, Response, SansIOHTTPPolicy
+from msrest.pipeline.async_abc import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPipeline
+from msrest.pipeline.async_requests import AsyncRequestsCredentialsPolicy
+from msrest.pipeline.requests import RequestsContext
+from msrest.pipeline.universal import RawDeserializer
+from msrest.universal_http.aiohttp import AioHttpClientResponse
+from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.config import Settings
 from bot.logs import REQUEST_ID_HEADER, begin_request, bind_activity
-from bot.notifications import DeliveryError
+from bot.notifications import DeliveryError, RetryPolicy
 from bot.teams_handler import FrontdeskBot, card_invoke_response, card_message
 from cards.common import Card, message_card
 
@@ -78,21 +92,191 @@ class SdkConfiguration:
 
 
 def build_adapter(
-    settings: Settings, *, credentials_factory: ServiceClientCredentialsFactory | None = None
+    settings: Settings,
+    *,
+    http: aiohttp.ClientSession,
+    credentials_factory: ServiceClientCredentialsFactory | None = None,
 ) -> CloudAdapter:
-    """A CloudAdapter authenticating as the configured bot (anonymous only in local mode).
+    """A CloudAdapter authenticating as the configured bot (anonymous only in local mode), with
+    every SDK fix below applied; replies and proactive messages go out through `http`, the
+    app's shared session (see `ReusedClients`).
 
     `credentials_factory` replaces botbuilder's own (from the app id and password) for the bot's
     outgoing tokens: a test seam, so replies need no Microsoft Entra ID.
     """
+    apply_sdk_fixes()
     configuration = SdkConfiguration(settings)
     adapter = CloudAdapter(
-        ConfigurationBotFrameworkAuthentication(
-            configuration, credentials_factory=credentials_factory
-        )
+        ReusedClients(configuration, http=http, credentials_factory=credentials_factory)
     )
     adapter.on_turn_error = _on_turn_error
     return adapter
+
+
+# -- botbuilder performance fixes (../shared/PLATFORM.md, "botbuilder performance") ----------------
+# Each fix is small and named, and tests/perf/test_sdk_fixes.py fails when one stops applying
+# (for example after a dependency upgrade).
+
+
+def apply_sdk_fixes() -> None:
+    """Fix 1, msrest's retry-policy cost: `ClientRetryPolicy.__init__` builds its retry list with
+    `i not in self.safe_codes` on a 500-item list, 999 times (69-77% of a stock bot's CPU, run
+    for every client botbuilder builds). The same codes as a frozenset give the same list in
+    0.05 ms (msrest PR #266, closed unmerged: msrest is deprecated). Idempotent."""
+    codes: Any = ClientRetryPolicy.safe_codes
+    if not isinstance(codes, frozenset):
+        setattr(ClientRetryPolicy, "safe_codes", frozenset(codes))  # noqa: B010 - typed as a list
+
+
+MAX_REUSED_CLIENTS = 256
+
+
+class ReusedClients(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
+    """botbuilder's authentication with fix 2 and fix 3 applied.
+
+    Fix 2, per-turn client construction: botbuilder builds a new ConnectorClient (and a new
+    user-token client) for every turn, with its msrest configuration, serializer and a new
+    requests session. Here one connector client is kept per (bot app id, serviceUrl, audience),
+    at most MAX_REUSED_CLIENTS, and one user-token client per app id; the credentials inside
+    them fetch and refresh the bot's token as before.
+
+    Fix 3, connections and threads: botbuilder sends replies with `requests` in asyncio's
+    default thread pool (6 threads on 2 cores), on a new TCP connection each time. A kept
+    client sends through the app's shared aiohttp session instead: no thread hop, and its
+    connection pool keeps connections to the connector open. msrest's hidden retries (a PUT
+    repeated on 5xx, connection errors) live in its requests sender, so they are gone too:
+    proactive sends are retried by TeamsMessenger's RetryPolicy alone.
+    """
+
+    def __init__(
+        self,
+        configuration: Any,
+        *,
+        http: aiohttp.ClientSession,
+        credentials_factory: ServiceClientCredentialsFactory | None = None,
+    ) -> None:
+        super().__init__(configuration, credentials_factory=credentials_factory)
+        self._http = http
+        self._connector_clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+        self._token_clients: dict[str, UserTokenClient] = {}
+
+    async def authenticate_request(
+        self, activity: Activity, auth_header: str | None
+    ) -> AuthenticateRequestResult:
+        result: AuthenticateRequestResult = await super().authenticate_request(
+            activity, auth_header
+        )
+        if result.connector_factory is not None:
+            result.connector_factory = _ReusedConnectorFactory(
+                result.connector_factory, _app_id(result.claims_identity), self
+            )
+        return result
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        return _ReusedConnectorFactory(
+            super().create_connector_factory(claims_identity), _app_id(claims_identity), self
+        )
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        app_id = _app_id(claims_identity)
+        client = self._token_clients.get(app_id)
+        if client is None:
+            client = await super().create_user_token_client(claims_identity)
+            self._token_clients[app_id] = client
+        return client
+
+    async def connector_client(
+        self, key: tuple[str, str, str], create: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """The kept client for `key`, made by `create` the first time."""
+        client = self._connector_clients.get(key)
+        if client is not None:
+            self._connector_clients.move_to_end(key)
+            return client
+        client = await create()
+        _send_through(client, self._http)
+        self._connector_clients[key] = client
+        while len(self._connector_clients) > MAX_REUSED_CLIENTS:
+            self._connector_clients.popitem(last=False)
+        return client
+
+
+class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
+    """botbuilder's connector factory for one turn, answering with the kept clients."""
+
+    def __init__(self, inner: ConnectorFactory, app_id: str, clients: ReusedClients) -> None:
+        self._inner = inner
+        self._app_id = app_id
+        self._clients = clients
+
+    async def create(self, service_url: str, audience: str | None = None) -> Any:
+        return await self._clients.connector_client(
+            (self._app_id, service_url, audience or ""),
+            lambda: self._inner.create(service_url, audience),
+        )
+
+
+def _app_id(claims_identity: ClaimsIdentity | None) -> str:
+    """The bot's app id in the claims, as botbuilder's factories read it ("" when anonymous)."""
+    claims = (claims_identity.claims if claims_identity is not None else None) or {}
+    return str(
+        claims.get(AuthenticationConstants.AUDIENCE_CLAIM)
+        or claims.get(AuthenticationConstants.APP_ID_CLAIM)
+        or ""
+    )
+
+
+def _send_through(client: Any, http: aiohttp.ClientSession) -> None:
+    """Rebuild the client's msrest pipeline as msrest does, with `SharedSessionSender` last."""
+    config = client.config
+    credentials = config.credentials
+    policies: list[Any] = [config.user_agent_policy, RawDeserializer(), config.http_logger_policy]
+    if credentials:
+        if isinstance(credentials, AsyncHTTPPolicy | SansIOHTTPPolicy):
+            policies.insert(1, credentials)
+        else:
+            policies.insert(1, AsyncRequestsCredentialsPolicy(credentials))  # type: ignore[no-untyped-call]
+    config.pipeline = AsyncPipeline(policies, SharedSessionSender(http))
+
+
+class _SignedHeaders:
+    """What msrest's credentials policy signs: botbuilder's credentials set `Authorization` on
+    a requests session's headers, and that is all they touch."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+
+
+class SharedSessionSender(AsyncHTTPSender[Any, Any]):
+    """The last step of a connector client's msrest pipeline: the request goes out through the
+    shared aiohttp session (kept-alive connections, no worker thread)."""
+
+    def __init__(self, http: aiohttp.ClientSession) -> None:
+        self._http = http
+
+    async def __aenter__(self) -> SharedSessionSender:
+        return self
+
+    async def __aexit__(self, *exc_details: object) -> None:
+        return None
+
+    def build_context(self) -> RequestsContext:
+        return RequestsContext(session=_SignedHeaders())  # type: ignore[no-untyped-call]
+
+    async def send(self, request: Request[Any], **config: Any) -> Response[Any, Any]:
+        outgoing = request.http_request
+        headers = dict(request.context.session.headers) if request.context else {}
+        headers.update(outgoing.headers)
+        headers.pop("Content-Length", None)  # aiohttp counts the bytes itself
+        data = outgoing.data
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        async with self._http.request(
+            outgoing.method, outgoing.url, data=data, headers=headers, allow_redirects=False
+        ) as answer:
+            response = AioHttpClientResponse(outgoing, answer)
+            await response.load_body()
+        return Response(request, response)
 
 
 async def _on_turn_error(context: TurnContext, error: Exception) -> None:
@@ -167,11 +351,22 @@ def messages_endpoint(adapter: CloudAdapter, bot: FrontdeskBot, *, local_mode: b
         if invoke_response:
             # As CloudAdapter.process answers.
             return web.json_response(
-                data=serializer_helper(invoke_response.body), status=invoke_response.status
+                data=invoke_body(invoke_response.body), status=invoke_response.status
             )
         return web.Response(status=201)
 
     return handle
+
+
+def invoke_body(body: Any) -> Any:
+    """Fix 4, serialization of invoke responses: botbuilder's `serializer_helper` builds an msrest
+    Serializer and walks the whole card through it, value by value. A card's answer
+    (AdaptiveCardInvokeResponse holding a plain JSON dict) is written here as the same JSON
+    directly; anything else still goes through botbuilder."""
+    if isinstance(body, AdaptiveCardInvokeResponse) and isinstance(body.value, dict):
+        fields = {"statusCode": body.status_code, "type": body.type, "value": body.value}
+        return {key: value for key, value in fields.items() if value is not None}
+    return serializer_helper(body)
 
 
 # What botbuilder 4.17.1 raises, as a bare Exception, for a key that does not endorse the channel.
@@ -255,24 +450,32 @@ def _problem(status: int, detail: str) -> web.Response:
 class TeamsMessenger:
     """Proactive sends through the Bot Connector (the `Messenger` of bot/notifications.py).
 
-    Errors become DeliveryError with the connector's HTTP status (403 not in the roster or
-    blocked, 404 no such conversation, 412/429/5xx worth a later retry), or None when the
-    connector could not be reached at all.
+    Errors become DeliveryError with the connector's HTTP status, error code and Retry-After
+    (403 not in the roster or blocked, 404 no such conversation, 412/429/5xx worth a later
+    retry), or status None when the connector could not be reached at all. Every call goes
+    through `retry` (bot.notifications.RetryPolicy: Teams' retry guidance), and only there: the
+    adapter's connector clients send through the shared session, without msrest's retries.
     """
 
-    def __init__(self, adapter: CloudAdapter, app_id: str) -> None:
+    def __init__(
+        self, adapter: CloudAdapter, app_id: str, *, retry: RetryPolicy | None = None
+    ) -> None:
         self._adapter = adapter
         self._app_id = app_id
+        self._retry = retry or RetryPolicy()
 
     async def send(self, reference: Mapping[str, Any], card: Card) -> str | None:
-        sent: list[str | None] = []
+        async def once() -> str | None:
+            sent: list[str | None] = []
 
-        async def post(context: TurnContext) -> None:
-            response = await context.send_activity(card_message(card))
-            sent.append(response.id if response is not None else None)
+            async def post(context: TurnContext) -> None:
+                response = await context.send_activity(card_message(card))
+                sent.append(response.id if response is not None else None)
 
-        await self._continue(reference, post)
-        return sent[0] if sent else None
+            await self._continue(reference, post)
+            return sent[0] if sent else None
+
+        return await self._retry.run("send", once, creates=True)
 
     async def update(self, reference: Mapping[str, Any], activity_id: str, card: Card) -> None:
         async def put(context: TurnContext) -> None:
@@ -280,7 +483,7 @@ class TeamsMessenger:
             activity.id = activity_id
             await context.update_activity(activity)
 
-        await self._continue(reference, put)
+        await self._retry.run("update", lambda: self._continue(reference, put), creates=False)
 
     async def open_personal(
         self, *, template: Mapping[str, Any], tenant_id: str, user_id: str
@@ -302,12 +505,16 @@ class TeamsMessenger:
             reference["conversation"]["tenantId"] = tenant_id
             references.append(reference)
 
-        await self._guard(
-            self._adapter.create_conversation(
-                self._app_id, opened, parameters, base.channel_id or "msteams", base.service_url
+        async def once() -> None:
+            await _guard(
+                self._adapter.create_conversation(
+                    self._app_id, opened, parameters, base.channel_id or "msteams", base.service_url
+                )
             )
-        )
-        reference = references[0]
+
+        # Teams answers a second request for the same 1:1 chat with that chat: safe to repeat.
+        await self._retry.run("open a personal chat", once, creates=False)
+        reference = references[-1]
         return str(reference["conversation"]["id"]), reference
 
     async def post_to_channel(
@@ -331,30 +538,76 @@ class TeamsMessenger:
             _, _, message_id = conversation_id.partition(";messageid=")
             posted.append((conversation_id, reference, message_id or context.activity.id))
 
-        await self._guard(
-            self._adapter.create_conversation(
-                self._app_id, started, parameters, base.channel_id or "msteams", base.service_url
+        async def once() -> None:
+            await _guard(
+                self._adapter.create_conversation(
+                    self._app_id,
+                    started,
+                    parameters,
+                    base.channel_id or "msteams",
+                    base.service_url,
+                )
             )
-        )
-        return posted[0]
+
+        # A new thread is a new message: retried only when the connector did not create it.
+        await self._retry.run("post to a channel", once, creates=True)
+        return posted[-1]
 
     async def _continue(
         self, reference: Mapping[str, Any], logic: Callable[[TurnContext], Awaitable[None]]
     ) -> None:
         conversation = ConversationReference().deserialize(dict(reference))
-        await self._guard(
-            self._adapter.continue_conversation(conversation, logic, self._app_id or None)
-        )
+        failures: list[Exception] = []
 
-    @staticmethod
-    async def _guard(call: Awaitable[Any]) -> None:
-        try:
-            await call
-        except HttpOperationError as error:
-            status = getattr(error.response, "status_code", None) or getattr(
-                error.response, "status", None
-            )
-            detail = getattr(getattr(error, "error", None), "error", None)
-            raise DeliveryError(status, str(getattr(detail, "code", "") or "")) from None
-        except (ClientRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:
-            raise DeliveryError(None, type(error).__name__) from None
+        async def guarded(context: TurnContext) -> None:
+            try:
+                await logic(context)
+            except Exception as error:
+                # botbuilder hands errors raised in a turn to on_turn_error, which swallows
+                # them: keep it to raise here, so a refused send is not taken for a sent one.
+                failures.append(error)
+
+        await _guard(
+            self._adapter.continue_conversation(conversation, guarded, self._app_id or None)
+        )
+        if failures:
+            await _guard(_raise(failures[0]))
+
+
+async def _raise(error: Exception) -> None:
+    raise error
+
+
+async def _guard(call: Awaitable[Any]) -> None:
+    """Await a connector call; its failure as DeliveryError (status, code, Retry-After)."""
+    try:
+        await call
+    except HttpOperationError as error:
+        response = error.response
+        status = getattr(response, "status_code", None) or getattr(response, "status", None)
+        detail = getattr(getattr(error, "error", None), "error", None)
+        headers = getattr(response, "headers", None) or {}
+        raise DeliveryError(
+            status,
+            str(getattr(detail, "code", "") or ""),
+            retry_after=_retry_after(headers.get("Retry-After")),
+        ) from None
+    except (ClientRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:
+        raise DeliveryError(None, type(error).__name__) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date from now; None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

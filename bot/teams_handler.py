@@ -37,6 +37,7 @@ from bot.identity.token_service import SignInResource
 from bot.identity.user_tokens import UserTokens
 from bot.models import Actor, Place
 from bot.storage.deliveries import DeliveryLog, delivery_key
+from bot.tasks import SlowClicks
 from bot.users import UserService, WelcomeGuard
 from cards.common import Card
 from cards.help import signed_in_card
@@ -140,14 +141,21 @@ class FrontdeskBot(ActivityHandler):
         allowed_tenants: frozenset[str] = frozenset(),
         user_tokens: UserTokens | None = None,
         deliveries: DeliveryLog | None = None,
+        slow_clicks: SlowClicks | None = None,
     ) -> None:
         super().__init__()
         self._deliveries = deliveries
+        self.slow_clicks = slow_clicks
+        """Clicks that may call a slow Microsoft Graph answer within a turn budget (app.py)."""
         self._user_tokens = user_tokens
         self._actions = actions
         self._users = users
         self._welcome = welcome
         self._allowed_tenants = allowed_tenants
+
+    @property
+    def actions(self) -> CardActions:
+        return self._actions
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         tenant = tenant_of(turn_context.activity)
@@ -240,12 +248,20 @@ class FrontdeskBot(ActivityHandler):
                 return
         await turn_context.send_activity(card_message(card))
 
+    async def _sign_in_card(self, turn_context: TurnContext, actor: Actor) -> Activity:
+        """An OAuth card, or the sign-in problem card when the token service cannot make one."""
+        try:
+            return await self._oauth_card(turn_context, actor)
+        except IdentityError as error:
+            logger.warning("no sign-in card: %s", type(error).__name__)
+            return card_message(self._actions.sign_in_problem())
+
     async def _sign_in_resource(self, turn_context: TurnContext, actor: Actor) -> SignInResource:
         assert self._user_tokens is not None
         reference = TurnContext.get_conversation_reference(turn_context.activity).serialize()
         return await self._user_tokens.sign_in_resource(actor, reference)
 
-    async def _sign_in_card(self, turn_context: TurnContext, actor: Actor) -> Activity:
+    async def _oauth_card(self, turn_context: TurnContext, actor: Actor) -> Activity:
         """An OAuth card: Teams tries single sign-on with it first, else shows the button."""
         assert self._user_tokens is not None
         resource = await self._sign_in_resource(turn_context, actor)
@@ -326,7 +342,7 @@ class FrontdeskBot(ActivityHandler):
             ):
                 return await self._login_request(turn_context, actor)
             try:
-                card = await self._actions.run(verb, data, actor)
+                card = await self._run_click(verb, data, actor)
             except SignInRequired:
                 return await self._login_request(turn_context, actor)
         except MalformedAction as error:
@@ -337,6 +353,13 @@ class FrontdeskBot(ActivityHandler):
             logger.warning("sign-in failed during a card action: %s", type(error).__name__)
             card = self._actions.sign_in_problem()
         return card_invoke_response(card)
+
+    async def _run_click(self, verb: str, data: Mapping[str, Any], actor: Actor) -> Card:
+        """A click whose work may call a slow Microsoft Graph answers within the turn budget
+        (a "working on it" card, updated later); any other runs in the turn."""
+        if self.slow_clicks is not None and self.slow_clicks.handles(verb):
+            return await self.slow_clicks.answer(verb, data, actor)
+        return await self._actions.run(verb, data, actor)
 
     async def _finish_sign_in(self, actor: Actor, value: Any) -> bool:
         """After a loginRequest Teams sends the click again with the SSO token
@@ -363,7 +386,11 @@ class FrontdeskBot(ActivityHandler):
         actor = await self._actor(turn_context)
         if activity.name == "signin/tokenExchange":
             token = value.get("token")
-            ok = isinstance(token, str) and await self._user_tokens.exchange(actor, token)
+            try:
+                ok = isinstance(token, str) and await self._user_tokens.exchange(actor, token)
+            except IdentityError as error:  # the button still works: Teams falls back to it
+                logger.warning("token exchange failed: %s", type(error).__name__)
+                ok = False
             body = TokenExchangeInvokeResponse(
                 id=str(value.get("id", "")),
                 connection_name=self._user_tokens.connection_name,
@@ -375,7 +402,15 @@ class FrontdeskBot(ActivityHandler):
             await turn_context.send_activity(card_message(signed_in_card()))
             return InvokeResponse(status=200, body=body)
         code = value.get("state")
-        if isinstance(code, str) and await self._user_tokens.redeem_code(actor, code[:64]):
+        try:
+            redeemed = isinstance(code, str) and await self._user_tokens.redeem_code(
+                actor, code[:64]
+            )
+        except IdentityError as error:
+            logger.warning("sign-in code not redeemed: %s", type(error).__name__)
+            await turn_context.send_activity(card_message(self._actions.sign_in_problem()))
+            return InvokeResponse(status=200)
+        if redeemed:
             await turn_context.send_activity(card_message(signed_in_card()))
             return InvokeResponse(status=200)
         await turn_context.send_activity(await self._sign_in_card(turn_context, actor))

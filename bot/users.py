@@ -116,8 +116,11 @@ class UserService:
         service_url: str,
         reference: Mapping[str, Any],
     ) -> None:
-        """Store how to reach this conversation later, when it is new or has moved."""
-        if self._known_conversations.get(conversation_id) == service_url:
+        """Store how to reach this conversation later, when it is new or has moved, or was
+        marked stale (the user writing again shows the bot can reach them there again)."""
+        if self._known_conversations.get(
+            conversation_id
+        ) == service_url and not await self._conversations.is_stale(conversation_id):
             return
         now = self._clock()
         await self._conversations.remember(

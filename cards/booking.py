@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from microsoft_teams.cards import (
@@ -29,13 +30,14 @@ from bot.booking import (
     DURATION_CHOICES,
     MAX_COMMENT,
     MAX_SUBJECT,
+    PendingBooking,
     SeriesOccurrence,
     SeriesResult,
     duration_text,
 )
 from bot.commands import Verb
 from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchResult
-from bot.storage.tables import Booking, BookingStatus
+from bot.storage.tables import Booking, BookingApproval, BookingStatus
 from cards.common import (
     Card,
     action,
@@ -82,59 +84,35 @@ def booking_form(
     if error:
         body.append(notice(error))
     body += [
-        ColumnSet(
-            columns=[
-                Column(
-                    width="stretch",
-                    items=[
-                        DateInput(
-                            id="date",
-                            label="Date",
-                            value=values.date,
-                            is_required=True,
-                            error_message="Pick a date.",
-                        )
-                    ],
-                ),
-                Column(
-                    width="stretch",
-                    items=[
-                        TimeInput(
-                            id="start",
-                            label="Start",
-                            value=values.start,
-                            is_required=True,
-                            error_message="Pick a start time.",
-                        )
-                    ],
-                ),
-            ]
+        _side_by_side(
+            DateInput(
+                id="date",
+                label="Date",
+                value=values.date,
+                is_required=True,
+                error_message="Pick a date.",
+            ),
+            TimeInput(
+                id="start",
+                label="Start",
+                value=values.start,
+                is_required=True,
+                error_message="Pick a start time.",
+            ),
         ),
-        ColumnSet(
-            columns=[
-                Column(
-                    width="stretch",
-                    items=[
-                        ChoiceSetInput(
-                            id="duration",
-                            label="Duration",
-                            value=values.duration or "30",
-                            choices=durations,
-                            style="compact",
-                        )
-                    ],
-                ),
-                Column(
-                    width="stretch",
-                    items=[
-                        TimeInput(
-                            id="end",
-                            label="Or end time (optional)",
-                            value=values.end or None,
-                        )
-                    ],
-                ),
-            ]
+        _side_by_side(
+            ChoiceSetInput(
+                id="duration",
+                label="Duration",
+                value=values.duration or "30",
+                choices=durations,
+                style="compact",
+            ),
+            TimeInput(
+                id="end",
+                label="Or end time (optional)",
+                value=values.end or None,
+            ),
         ),
         NumberInput(
             id="attendees",
@@ -144,38 +122,26 @@ def booking_form(
             is_required=True,
             error_message="Enter how many people attend (1 or more).",
         ),
-        ColumnSet(
-            columns=[
-                Column(
-                    width="stretch",
-                    items=[
-                        ChoiceSetInput(
-                            id="building",
-                            label="Building (optional)",
-                            value=values.building or None,
-                            placeholder="Any building",
-                            choices=[Choice(title=name, value=name) for name in buildings],
-                            style="compact",
-                        )
-                    ],
-                ),
-                Column(
-                    width="stretch",
-                    items=[
-                        ChoiceSetInput(
-                            id="floor",
-                            label="Floor (optional)",
-                            value=values.floor or None,
-                            placeholder="Any floor",
-                            choices=[
-                                Choice(title=label, value=str(number))
-                                for number, label in floor_choices.items()
-                            ],
-                            style="compact",
-                        )
-                    ],
-                ),
-            ]
+        _side_by_side(
+            ChoiceSetInput(
+                id="building",
+                label="Building (optional)",
+                value=values.building or None,
+                placeholder="Any building",
+                choices=[Choice(title=name, value=name) for name in buildings],
+                style="compact",
+            ),
+            ChoiceSetInput(
+                id="floor",
+                label="Floor (optional)",
+                value=values.floor or None,
+                placeholder="Any floor",
+                choices=[
+                    Choice(title=label, value=str(number))
+                    for number, label in floor_choices.items()
+                ],
+                style="compact",
+            ),
         ),
         ChoiceSetInput(
             id="equipment",
@@ -185,33 +151,21 @@ def booking_form(
             choices=[Choice(title=item.label, value=item.value) for item in Equipment],
             style="expanded",
         ),
-        ColumnSet(
-            columns=[
-                Column(
-                    width="stretch",
-                    items=[
-                        ChoiceSetInput(
-                            id="repeat",
-                            label="Repeat",
-                            value=values.repeat or Repeat.NONE.value,
-                            choices=[Choice(title=r.label, value=r.value) for r in Repeat],
-                            style="compact",
-                        )
-                    ],
-                ),
-                Column(
-                    width="stretch",
-                    items=[
-                        NumberInput(
-                            id="occurrences",
-                            label="How many times (when repeating)",
-                            value=_number(values.occurrences),
-                            min=2,
-                            max=max_occurrences,
-                        )
-                    ],
-                ),
-            ]
+        _side_by_side(
+            ChoiceSetInput(
+                id="repeat",
+                label="Repeat",
+                value=values.repeat or Repeat.NONE.value,
+                choices=[Choice(title=r.label, value=r.value) for r in Repeat],
+                style="compact",
+            ),
+            NumberInput(
+                id="occurrences",
+                label="How many times (when repeating)",
+                value=_number(values.occurrences),
+                min=2,
+                max=max_occurrences,
+            ),
         ),
         TextInput(
             id="subject",
@@ -238,6 +192,13 @@ def booking_form(
             action("My bookings", Verb.BOOKING_LIST),
         ],
         fallback_text="Book a room: this card needs a client that shows Adaptive Cards.",
+    )
+
+
+def _side_by_side(left: CardElement, right: CardElement) -> ColumnSet:
+    """Two inputs in one row, of equal width."""
+    return ColumnSet(
+        columns=[Column(width="stretch", items=[left]), Column(width="stretch", items=[right])]
     )
 
 
@@ -271,12 +232,15 @@ def _offer_row(offer: Offer, time_zone: ZoneInfo, *, show_time: bool, title: str
     if room.needs_approval:
         lines.append(
             TextBlock(
-                text="Needs approval: this room cannot be booked directly yet.",
+                text="Needs its owners' approval: held for you until they decide.",
                 wrap=True,
                 color="Warning",
                 spacing="None",
             )
         )
+        if title:
+            title = f"Request {room.name}"
+    if not title:
         return Container(items=lines, separator=True)
     lines.append(
         buttons(
@@ -284,7 +248,7 @@ def _offer_row(offer: Offer, time_zone: ZoneInfo, *, show_time: bool, title: str
                 title,
                 Verb.BOOKING_BOOK,
                 {"attempt": offer.attempt_id, "room": room.id},
-                style="positive",
+                style="default" if room.needs_approval else "positive",
             )
         )
     )
@@ -353,9 +317,21 @@ def results_card(
                 _offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}")
             )
     else:
-        body.append(notice("No room that fits is free for the whole slot.", tone="attention"))
+        # Only rooms that need approval (or none) are free: they can be requested, and the
+        # rooms free without approval at other times or places are offered beside them.
+        if not result.offers:
+            body.append(notice("No room that fits is free for the whole slot.", tone="attention"))
+        else:
+            body.append(
+                notice(
+                    "Only rooms that need their owners' approval are free for the whole slot.",
+                    tone="attention",
+                )
+            )
         for offer in result.offers:
-            body.append(_offer_row(offer, time_zone, show_time=False, title=""))
+            body.append(
+                _offer_row(offer, time_zone, show_time=False, title=f"Book {offer.room.name}")
+            )
         if result.other_times:
             body.append(
                 TextBlock(
@@ -464,8 +440,21 @@ def confirmation_card(
     """
     cancelled = booking.status == BookingStatus.CANCELLED
     declined = booking.status == BookingStatus.DECLINED
+    held = booking.approval == BookingApproval.PENDING and not cancelled and not declined
     title = "Booking cancelled" if cancelled else "Room declined" if declined else "Room booked"
+    if held:
+        title = "Room held for approval"
+    elif cancelled and booking.approval == BookingApproval.REJECTED:
+        title = "Room not approved"
     body: list[CardElement] = [*heading(title)]
+    if held:
+        body.append(
+            notice(
+                f"{booking.room_name} is booked only with its owners' approval. It is held for "
+                "you while they decide; Frontdesk tells you here when they have.",
+                tone="warning",
+            )
+        )
     if declined:
         body.append(
             notice(
@@ -512,7 +501,7 @@ def confirmation_card(
             action("Order services", Verb.REQUEST_START, {"booking": booking.id}),
             action("My bookings", Verb.BOOKING_LIST),
         ]
-        if refresh_user_id and answer == "Pending":
+        if refresh_user_id and (answer == "Pending" or held):
             refresh = auto_refresh(Verb.BOOKING_SHOW, {"booking": booking.id}, [refresh_user_id])
     return render(
         body,
@@ -554,6 +543,15 @@ def cancel_confirm_card(booking: Booking, *, time_zone: ZoneInfo, error: str | N
 
 
 def _answer_line(booking: Booking) -> list[CardElement]:
+    if booking.approval == BookingApproval.PENDING:
+        return [
+            TextBlock(
+                text="Held: waiting for the room owners' approval",
+                wrap=True,
+                spacing="None",
+                color="Warning",
+            )
+        ]
     answer = room_answer(booking)
     if answer is None:
         return []
@@ -732,3 +730,54 @@ def series_booked_card(
             ),
         )
     return render(body, actions=actions, fallback_text=f"{len(booked)} dates booked")
+
+
+SLOW_ANSWER = (
+    "Microsoft 365 is slow to answer right now. This card shows the result as soon as it does; "
+    "there is no need to press the button again."
+)
+# What a slow click is doing, by its verb: the card's title and the start of its message.
+_WORKING: dict[str, tuple[str, str]] = {
+    Verb.BOOKING_BOOK: ("Booking", "Booking\u2026"),
+    Verb.BOOKING_SERIES: ("Booking your repeating meeting", "Booking each date\u2026"),
+    Verb.BOOKING_SERIES_BOOK: ("Booking your repeating meeting", "Booking each date\u2026"),
+    Verb.BOOKING_CANCEL_CONFIRM: ("Cancelling", "Cancelling\u2026"),
+    Verb.BOOKING_CANCEL_SERIES: ("Cancelling the repeating booking", "Cancelling\u2026"),
+    Verb.MEETING_NOW: ("Creating a Teams meeting", "Creating the meeting\u2026"),
+    Verb.BOOKING_SEARCH: ("Finding free rooms", "Asking for free rooms\u2026"),
+    Verb.BOOKING_ALTERNATIVES: ("Finding free rooms", "Asking for free rooms\u2026"),
+}
+# Clicks that book: Teams may send them again (their attempt id books once) to get the result.
+_REFRESHED = frozenset({Verb.BOOKING_BOOK, Verb.BOOKING_SERIES, Verb.BOOKING_SERIES_BOOK})
+
+
+def working_card(
+    verb: str,
+    *,
+    time_zone: ZoneInfo,
+    pending: PendingBooking | None = None,
+    refresh_data: Mapping[str, Any] | None = None,
+    refresh_user_id: str | None = None,
+) -> Card:
+    """A click still at work (Microsoft 365 is slow): what it is doing, and what a Book click
+    books (`pending`); this card is replaced with the result when the work ends. A booking
+    click is asked again for `refresh_user_id` (the same idempotent click, with
+    `refresh_data`) whenever the card is shown, in case that update was missed."""
+    title, doing = _WORKING.get(verb, ("Working on it", "Asking Microsoft 365\u2026"))
+    room_name = pending.room_name if pending is not None else None
+    if room_name:
+        title = f"{title} {room_name}"
+    text = f"{doing} this can take a moment. {SLOW_ANSWER}"
+    body: list[CardElement] = [*heading(title), notice(text, tone="warning")]
+    facts = []
+    if room_name:
+        facts.append(Fact(title="Room", value=room_name))
+    if pending is not None:
+        facts.append(Fact(title="When", value=format_span(pending.start, pending.end, time_zone)))
+        facts.append(Fact(title="Time zone", value=zone_label(time_zone)))
+    if facts:
+        body.append(FactSet(facts=facts))
+    refresh = None
+    if verb in _REFRESHED and refresh_user_id:
+        refresh = auto_refresh(Verb(verb), refresh_data or {}, [refresh_user_id])
+    return render(body, fallback_text=f"{title} {text}", refresh=refresh)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from microsoft_teams.cards import ActionSet, CardElement, Fact, FactSet, TextBlock
 
-from bot.commands import COMMANDS, Command, Verb
+from bot.commands import ADMIN_COMMAND, COMMANDS, Command, Verb
 from cards.common import APP_NAME, Card, action, heading, message_card, notice, render
 
 _INTRO = (
@@ -45,8 +45,14 @@ def welcome_card(*, user_name: str | None = None, online_meetings: bool = False)
     return render(body, fallback_text=f"{greeting} {_INTRO}")
 
 
-def help_card(*, not_understood: str | None = None, online_meetings: bool = False) -> Card:
-    """What the bot answers to, with a button for each; the unknown text when there was one."""
+def help_card(
+    *, not_understood: str | None = None, online_meetings: bool = False, admin: bool = False
+) -> Card:
+    """What the bot answers to, with a button for each; the unknown text when there was one.
+
+    `admin`: the viewer is an admin (ADMIN_USERS) in a personal chat, so it shows `admin` too.
+    """
+    commands = _offered(online_meetings) + ([ADMIN_COMMAND] if admin else [])
     body: list[CardElement] = [*heading(f"{APP_NAME} help", _INTRO)]
     if not_understood:
         shown = not_understood if len(not_understood) <= 80 else not_understood[:77] + "..."
@@ -56,8 +62,7 @@ def help_card(*, not_understood: str | None = None, online_meetings: bool = Fals
     body.append(
         FactSet(
             facts=[
-                Fact(title=command.phrases[0], value=command.description)
-                for command in _offered(online_meetings)
+                Fact(title=command.phrases[0], value=command.description) for command in commands
             ]
         )
     )
@@ -69,6 +74,9 @@ def help_card(*, not_understood: str | None = None, online_meetings: bool = Fals
         )
     )
     body += _command_buttons(online_meetings)
+    if admin:
+        body.append(TextBlock(text="Admin", weight="Bolder", spacing="Medium"))
+        body.append(ActionSet(actions=[action(ADMIN_COMMAND.title, ADMIN_COMMAND.verb)]))
     return render(body, fallback_text=f"{APP_NAME} help: {_INTRO}")
 
 

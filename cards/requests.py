@@ -92,6 +92,8 @@ _ACTION_TEXT = {
     "cannot_do": "said it cannot be done",
     "notified": "notified",
     "unreachable": "could not reach",
+    "emailed": "emailed the approval to",
+    "reassigned": "reassigned",
 }
 
 
@@ -138,7 +140,9 @@ def categories_card(
                 items=[
                     TextBlock(text=category.name, weight="Bolder", wrap=True),
                     TextBlock(text=category.description, wrap=True, is_subtle=True),
-                    buttons(action(f"Ask for {category.name.lower()}", Verb.REQUEST_FORM, data)),
+                    buttons(
+                        action(f"Ask for {_in_sentence(category.name)}", Verb.REQUEST_FORM, data)
+                    ),
                 ],
             )
         )
@@ -460,7 +464,9 @@ def history_line(entry: AuditEntry, request: ServiceRequest, time_zone: ZoneInfo
     if entry.action in ("approved", "rejected") and entry.item_ids:
         names = {item.id: item.description for item in request.items}
         what += " " + ", ".join(names.get(item, item) for item in entry.item_ids)
-    if entry.action in ("notified", "unreachable"):
+    if entry.action == "reassigned" and entry.detail.get("names"):
+        what += f" {entry.detail['names']}"
+    if entry.action in ("notified", "unreachable", "emailed"):
         whom = entry.detail.get("names") or entry.detail.get("audience") or ""
         what += f" {whom}".rstrip()
         if entry.detail.get("fallback"):
@@ -595,3 +601,11 @@ def update_card(request: ServiceRequest, *, title: str, text: str, category_name
 
 def booking_title(start: datetime, end: datetime, room_name: str, time_zone: ZoneInfo) -> str:
     return f"{room_name}, {format_span(start, end, time_zone)}"
+
+
+def _in_sentence(name: str) -> str:
+    """A category name inside a sentence: "Catering" -> "catering", but "IT" and "AV support"
+    keep their capitals (an acronym is not lowered into a word)."""
+    if len(name) > 1 and name[0].isupper() and name[1].islower():
+        return name[0].lower() + name[1:]
+    return name

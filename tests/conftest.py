@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,6 +74,21 @@ def drop_postgres_database(admin: Engine, name: str) -> None:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@contextmanager
+def empty_postgres_database(admin: Engine | None) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards (the server required)."""
+    require(
+        admin is not None,
+        f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} (set FRONTDESK_TEST_POSTGRES_URL)",
+    )
+    assert admin is not None
+    name, url = make_postgres_database(admin)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(admin, name)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_admin: Engine | None
@@ -81,16 +97,8 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'frontdesk.db'}"
         return
-    require(
-        postgres_admin is not None,
-        f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} (set FRONTDESK_TEST_POSTGRES_URL)",
-    )
-    assert postgres_admin is not None
-    name, url = make_postgres_database(postgres_admin)
-    try:
+    with empty_postgres_database(postgres_admin) as url:
         yield url
-    finally:
-        drop_postgres_database(postgres_admin, name)
 
 
 @pytest.fixture

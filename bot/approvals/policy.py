@@ -152,6 +152,33 @@ class StaticApproverResolver:
 
 
 @dataclass(frozen=True)
+class KnownManager:
+    """A resolver whose manager lookup for one user was made beforehand (Graph `/me/manager`,
+    which is async and needs the user's own token); every other lookup goes to `base`."""
+
+    base: ApproverResolver
+    user_id: str
+    manager_id: str | None
+
+    def manager_of(self, user_id: str) -> str | None:
+        if user_id == self.user_id:
+            return self.manager_id
+        return self.base.manager_of(user_id)
+
+    def room_owners(self, room_id: str) -> list[str]:
+        return self.base.room_owners(room_id)
+
+    def group_members(self, group_id: str) -> list[str]:
+        return self.base.group_members(group_id)
+
+
+def asks_manager(policy: ApprovalPolicy) -> bool:
+    """Whether any stage of the policy may need the requester's manager."""
+    sources = (source for stage in policy.stages for source in stage.approvers)
+    return any(isinstance(source, RequesterManager) for source in sources)
+
+
+@dataclass(frozen=True)
 class RequestFacts:
     """What a policy looks at: requester, category, items, and the linked booking's room."""
 

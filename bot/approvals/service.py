@@ -12,8 +12,8 @@ import asyncio
 import csv
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -22,20 +22,42 @@ from typing import Any, Literal, TextIO
 from bot.approvals.catalogue import (
     BookingLink,
     Catalogue,
+    DateField,
     FulfilmentChannel,
     FulfilmentUsers,
     ServiceCategory,
+    TimeField,
     parse_request_form,
 )
 from bot.approvals.errors import AlreadyDecided, FormError, NotAnApprover
 from bot.approvals.models import RequestDetail, RequestItem
-from bot.approvals.policy import ApproverResolver, PolicyBook, RequestFacts, plan_stages
-from bot.approvals.state import ApprovalState, Outcome, RequestStatus, decide
+from bot.approvals.policy import (
+    ApprovalPolicy,
+    ApproverResolver,
+    KnownManager,
+    PolicyBook,
+    RequestFacts,
+    RoomOwners,
+    Stage,
+    StageCondition,
+    StageMode,
+    asks_manager,
+    plan_stages,
+)
+from bot.approvals.state import (
+    ApprovalState,
+    Outcome,
+    RequestStatus,
+    clean_comment,
+    decide,
+)
 from bot.errors import FrontdeskError, InputError, MalformedAction, NotAllowed, NotFound
 from bot.models import Actor
-from bot.storage.service_requests import ServiceRequestRepository
+from bot.storage.service_requests import RoomSettlement, ServiceRequestRepository
 from bot.storage.tables import (
     AuditEvent,
+    Booking,
+    BookingApproval,
     FulfilmentStatus,
     ServiceRequestRecord,
     ServiceRequestStatus,
@@ -52,6 +74,7 @@ REJECTED = "rejected"
 CANCELLED = "cancelled"
 NOTIFIED = "notified"
 UNREACHABLE = "unreachable"
+REASSIGNED = "reassigned"
 FULFIL_STEPS: dict[str, FulfilmentStatus] = {
     "start": FulfilmentStatus.IN_PROGRESS,
     "done": FulfilmentStatus.DONE,
@@ -71,8 +94,30 @@ CSV_HEADER = ("at", "request_id", "actor_id", "actor_name", "action", "items", "
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 ResolverFactory = Callable[[Actor], ApproverResolver]
+ManagerLookup = Callable[[Actor], Awaitable[str | None]]
+"""The acting user's manager from the directory (Graph `/me/manager`); None when none is named."""
 
 _NOT_FOUND = "That request was not found."
+
+# Rooms that need approval: the booking is held and a request of this built-in kind is filed.
+# The policies file may define a policy with this id; else the room's owners decide, any one.
+ROOM_BOOKING = "room-booking"
+DEFAULT_ROOM_POLICY = ApprovalPolicy(
+    id=ROOM_BOOKING,
+    name="Rooms that need approval",
+    stages=(
+        Stage(
+            id="room-owners",
+            name="Room owners",
+            approvers=(RoomOwners(),),
+            mode=StageMode.ANY,
+            when=StageCondition(),
+            skip_if_empty=False,
+        ),
+    ),
+    fallback_channel="",
+)
+ROOM_ITEM = "room"
 
 
 class RequestNotFound(NotFound):
@@ -111,6 +156,15 @@ class ServiceRequest:
     @property
     def pending(self) -> bool:
         return self.status == ServiceRequestStatus.PENDING
+
+    @property
+    def released_booking_id(self) -> str | None:
+        """The held booking this request's answer released (its room's approval was rejected or
+        withdrawn), whose calendar event is still to be cancelled; None for any other request."""
+        released = (ServiceRequestStatus.REJECTED, ServiceRequestStatus.CANCELLED)
+        if self.category_id != ROOM_BOOKING or self.status not in released:
+            return None
+        return self.booking_id
 
 
 class Role(StrEnum):
@@ -151,6 +205,16 @@ class DecisionResult:
 
 
 @dataclass(frozen=True)
+class Reassignment:
+    """A reassigned approval: the request as stored after it, and who was swapped for whom."""
+
+    request: ServiceRequest
+    stage_name: str
+    old_name: str
+    new_name: str
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     request_id: str
@@ -174,7 +238,9 @@ class ApprovalService:
         resolver_for: ResolverFactory,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
+        manager_lookup: ManagerLookup | None = None,
     ) -> None:
+        self._manager_lookup = manager_lookup
         self._requests = requests
         self._catalogue = catalogue
         self._policies = policies
@@ -197,8 +263,15 @@ class ApprovalService:
         A second submit with the same `submission_id` (a redelivered click) returns the first
         request. FormError for a faulty form, PolicyError when a stage has nobody to approve.
         """
+        known: KnownManager | None = None
+        if self._manager_lookup is not None:
+            category = self._submittable(category_id)
+            if category is not None and asks_manager(self._policy(category.policy_id)):
+                # Graph needs the user's token and is async: ask before planning in a thread.
+                manager = await self._manager_lookup(actor)
+                known = KnownManager(self._resolver_for(actor), actor.user_id, manager)
         return await asyncio.to_thread(
-            self._submit, actor, category_id, dict(inputs), booking_id, submission_id
+            self._submit, actor, category_id, dict(inputs), booking_id, submission_id, known
         )
 
     def _submit(
@@ -208,14 +281,14 @@ class ApprovalService:
         inputs: dict[str, Any],
         booking_id: str | None,
         submission_id: str,
+        known: KnownManager | None = None,
     ) -> ServiceRequest:
         existing = self._requests.by_submission(submission_id)
         if existing is not None:
             return self._own_submission(existing, actor)
-        try:
-            category = self._catalogue.category(category_id)
-        except KeyError:
-            raise NotFound("That service is not in the catalogue.") from None
+        category = self._submittable(category_id)
+        if category is None:
+            raise NotFound("That service is not in the catalogue.")
         form = parse_request_form(category, inputs)
         if booking_id is None and category.booking is BookingLink.REQUIRED:
             raise FormError("booking", f"{category.name} needs one of your room bookings.")
@@ -223,10 +296,33 @@ class ApprovalService:
             booking_id = None
         room_id = self._booked_room(actor, booking_id)
         facts = RequestFacts(actor.user_id, category.id, form.items, room_id)
-        stages = plan_stages(
-            self._policies.policy(category.policy_id), facts, self._resolver_for(actor)
+        return self._file(
+            actor, category, facts, form.details, form.total, booking_id, submission_id, known
         )
-        state = ApprovalState.start(stages, form.items)
+
+    def _submittable(self, category_id: str) -> ServiceCategory | None:
+        """The catalogue's category, if any (the built-in room kind is filed by `request_room`
+        only, so it is none of these)."""
+        try:
+            return self._catalogue.category(category_id)
+        except KeyError:
+            return None
+
+    def _file(
+        self,
+        actor: Actor,
+        category: ServiceCategory,
+        facts: RequestFacts,
+        details: Sequence[RequestDetail],
+        total: Decimal,
+        booking_id: str | None,
+        submission_id: str,
+        known: KnownManager | None,
+    ) -> ServiceRequest:
+        """Plan the approval and store the request with its first audit event."""
+        resolver = known if known is not None else self._resolver_for(actor)
+        stages = plan_stages(self._policy(category.policy_id), facts, resolver)
+        state = ApprovalState.start(stages, facts.items)
         now = self._clock()
         record = ServiceRequestRecord(
             id=self._new_id(),
@@ -237,13 +333,13 @@ class ApprovalService:
             category_id=category.id,
             policy_id=category.policy_id,
             booking_id=booking_id,
-            details=json.dumps([_detail_json(d) for d in form.details]),
-            items=json.dumps([_item_json(i) for i in form.items]),
-            total=str(form.total),
-            currency=form.currency,
+            details=json.dumps([_detail_json(d) for d in details]),
+            items=json.dumps([_item_json(i) for i in facts.items]),
+            total=str(total),
+            currency=category.currency,
             status=ServiceRequestStatus(state.status.value),
             state=json.dumps(state.to_dict()),
-            fulfilment=_fulfilment_after(state.status),
+            fulfilment=_fulfilment_after(state.status, category.id),
             version=1,
             created_at=now,
             updated_at=now,
@@ -279,6 +375,67 @@ class ApprovalService:
             raise NotFound("That booking was not found among yours.")
         return booking.room_id
 
+    # -- rooms that need approval ----------------------------------------------------------------
+    async def request_room(self, actor: Actor, booking: Booking) -> ServiceRequest:
+        """File the approval of a held booking (once per booking: a redelivered click gets the
+        same request). PolicyError when nobody can approve the room."""
+        return await asyncio.to_thread(self._request_room, actor, booking)
+
+    def _request_room(self, actor: Actor, booking: Booking) -> ServiceRequest:
+        existing = self._requests.by_submission(booking.id)
+        if existing is not None:
+            return self._own_submission(existing, actor)
+        category = self.room_category
+        item = RequestItem(
+            id=ROOM_ITEM,
+            description=f"{booking.room_name} ({booking.building}, {booking.floor_label})",
+            quantity=Decimal(1),
+            unit_price=Decimal(0),
+        )
+        details = (RequestDetail("subject", "Meeting", booking.subject),)
+        facts = RequestFacts(actor.user_id, category.id, (item,), booking.room_id)
+        return self._file(actor, category, facts, details, Decimal(0), booking.id, booking.id, None)
+
+    async def room_request_of(self, booking_id: str) -> ServiceRequest | None:
+        """The approval request filed for a held room, if any."""
+        record = await asyncio.to_thread(self._requests.by_submission, booking_id)
+        if record is None or record.category_id != ROOM_BOOKING:
+            return None
+        return _request(record)
+
+    async def withdraw_room_request(self, actor: Actor, booking_id: str) -> ServiceRequest | None:
+        """The user cancelled a held booking: its pending approval request is withdrawn for
+        everyone. None when none is pending (never filed, or decided meanwhile)."""
+        request = await self.room_request_of(booking_id)
+        if request is None or not request.pending:
+            return None
+        try:
+            return await self.cancel(actor, request.id, "The booking was cancelled.")
+        except NotAllowed:
+            return None  # decided meanwhile
+
+    @property
+    def room_category(self) -> ServiceCategory:
+        """The built-in kind of request that approves a held room."""
+        return ServiceCategory(
+            id=ROOM_BOOKING,
+            name="Room booking",
+            description="A room that is booked only with its owners' approval.",
+            currency=self._catalogue.currency,
+            fields=(),
+            fulfilment=FulfilmentUsers(()),
+            policy_id=ROOM_BOOKING,
+            booking=BookingLink.REQUIRED,
+        )
+
+    def _policy(self, policy_id: str) -> ApprovalPolicy:
+        try:
+            return self._policies.policy(policy_id)
+        except KeyError:
+            if policy_id == ROOM_BOOKING:
+                return DEFAULT_ROOM_POLICY
+            raise
+
     # -- deciding -------------------------------------------------------------------------------
     async def decide(
         self,
@@ -312,6 +469,10 @@ class ApprovalService:
             if record.status == ServiceRequestStatus.CANCELLED:
                 raise NotAllowed("This request was cancelled by the requester.")
             state = _state(record)
+            if not any(actor.user_id in stage.approvers for stage in state.stages):
+                moved = self._reassigned_away(actor, record)
+                if moved is not None:
+                    raise NotAllowed(moved)
             stage_id = _stage_for(state, actor.user_id)
             now = self._clock()
             try:
@@ -358,7 +519,8 @@ class ApprovalService:
                 now=now,
                 approvers=_current_approvers(outcome.state) if outcome.stage_completed else None,
                 event=event,
-                fulfilment=_fulfilment_after(outcome.status),
+                fulfilment=_fulfilment_after(outcome.status, record.category_id),
+                settle=_room_settlement(record, status, outcome.state.decisions[-1].comment),
             )
             if saved:
                 fresh = self._requests.get(record.id)
@@ -396,6 +558,143 @@ class ApprovalService:
             message=f"This was already {verdict} by {name} at {when}.",
         )
 
+    def _reassigned_away(self, actor: Actor, record: ServiceRequestRecord) -> str | None:
+        """What an approver who was replaced by an admin is told (None: they never were)."""
+        moved = next(
+            (
+                event
+                for event in reversed(self._requests.events(record.id))
+                if event.action == REASSIGNED
+                and json.loads(event.detail).get("from") == actor.user_id
+            ),
+            None,
+        )
+        if moved is None:
+            return None
+        detail = json.loads(moved.detail)
+        when = moved.at.astimezone(actor.time_zone).strftime("%d %b %Y %H:%M")
+        return (
+            f"{moved.actor_name or 'An admin'} gave your approval of this request to "
+            f"{detail.get('to_name') or 'someone else'} at {when}. Nothing was changed."
+        )
+
+    # -- reassigning (admins) -------------------------------------------------------------------
+    async def reassign(
+        self,
+        admin: Actor,
+        request_id: str,
+        *,
+        stage_id: str,
+        old_approver: str,
+        new_approver: str,
+        comment: str | None = None,
+    ) -> Reassignment:
+        """Give the current stage of a pending request `new_approver` instead of `old_approver`.
+
+        The caller has checked that `admin` is an admin (bot.admin); the request must be of the
+        admin's tenant (else RequestNotFound). `stage_id` is the stage the admin saw: when the
+        request moved on meanwhile, or the old approver already decided at this stage, nothing
+        changes (NotAllowed); a new approver who cannot take the place is an InputError. Written
+        like a decision, on the version read: of a decision and a reassignment that race, the
+        one that lands second is worked out again on the new state.
+        """
+        return await asyncio.to_thread(
+            self._reassign, admin, request_id, stage_id, old_approver, new_approver, comment
+        )
+
+    def _reassign(
+        self,
+        admin: Actor,
+        request_id: str,
+        stage_id: str,
+        old_approver: str,
+        new_approver: str,
+        comment: str | None,
+    ) -> Reassignment:
+        note = clean_comment(comment)
+        for _ in range(MAX_ATTEMPTS):
+            record = self._load(admin, request_id)
+            if record.status != ServiceRequestStatus.PENDING:
+                raise NotAllowed(
+                    f"This request is {_status_text(record.status)} and no longer waits for "
+                    "approval. Nothing was changed."
+                )
+            state = _state(record)
+            stage = state.current_stage
+            assert stage is not None  # a pending request has a current stage
+            if stage.id != stage_id:
+                raise NotAllowed(
+                    f"This request moved on to {stage.name} since you looked. Nothing was "
+                    "changed; look at it again."
+                )
+            names = self._names(record.tenant_id, [old_approver, new_approver])
+            old_name = names.get(old_approver) or old_approver
+            new_name = names.get(new_approver) or new_approver
+            if old_approver not in stage.approvers:
+                raise NotAllowed(
+                    f"{old_name} is no longer an approver of {stage.name}. Nothing was changed."
+                )
+            if new_approver == record.requester_id:
+                raise InputError("The requester cannot approve their own request.", field="to")
+            if new_approver in stage.approvers:
+                raise InputError(f"{new_name} already approves {stage.name}.", field="to")
+            if any(
+                d.stage_id == stage.id and d.approver_id == old_approver for d in state.decisions
+            ):
+                raise NotAllowed(
+                    f"{old_name} has already decided at {stage.name}; that decision stands. "
+                    "Nothing was changed."
+                )
+            approvers = tuple(new_approver if a == old_approver else a for a in stage.approvers)
+            new_state = replace(
+                state,
+                stages=tuple(
+                    replace(s, approvers=approvers) if s.id == stage.id else s for s in state.stages
+                ),
+            )
+            now = self._clock()
+            event = _event(
+                record.id,
+                admin,
+                REASSIGNED,
+                now,
+                items=(),
+                comment=note,
+                detail={
+                    "stage": stage.id,
+                    "from": old_approver,
+                    "to": new_approver,
+                    "from_name": old_name,
+                    "to_name": new_name,
+                    "names": f"{stage.name} from {old_name} to {new_name}",
+                },
+            )
+            # The same conditional write as a decision: status and version unchanged since read.
+            if self._requests.save_decision(
+                record.id,
+                seen_version=record.version,
+                state=json.dumps(new_state.to_dict()),
+                status=ServiceRequestStatus.PENDING,
+                now=now,
+                approvers=_current_approvers(new_state),
+                event=event,
+            ):
+                fresh = self._requests.get(record.id)
+                assert fresh is not None
+                logger.info("service request %s: an approver of %s replaced", record.id, stage.id)
+                return Reassignment(
+                    request=_request(fresh),
+                    stage_name=stage.name,
+                    old_name=old_name,
+                    new_name=new_name,
+                )
+            logger.info("service request %s changed while reassigning; trying again", record.id)
+        raise RequestBusy("Others are changing this request right now. Please try again.")
+
+    def _names(self, tenant_id: str, user_ids: list[str]) -> dict[str, str]:
+        profiles = self._requests.profiles(tenant_id, user_ids)
+        return {user: profile.name for user, profile in profiles.items() if profile.name}
+
     # -- cancelling -----------------------------------------------------------------------------
     async def cancel(
         self, actor: Actor, request_id: str, comment: str | None = None
@@ -404,11 +703,11 @@ class ApprovalService:
         return await asyncio.to_thread(self._cancel, actor, request_id, comment)
 
     def _cancel(self, actor: Actor, request_id: str, comment: str | None) -> ServiceRequest:
+        note = clean_comment(comment)
         record = self._load(actor, request_id)
         if record.requester_id != actor.user_id:
             raise NotAllowed("Only the requester can cancel a request.")
         now = self._clock()
-        note = (comment or "").strip() or None
         event = _event(
             record.id, actor, CANCELLED, now, items=(), comment=note, detail={"status": CANCELLED}
         )
@@ -418,6 +717,7 @@ class ApprovalService:
             requester_id=actor.user_id,
             now=now,
             event=event,
+            settle=_room_settlement(record, ServiceRequestStatus.CANCELLED, note),
         ):
             current = self._load(actor, request_id)
             raise NotAllowed(
@@ -455,9 +755,7 @@ class ApprovalService:
         comment: str | None,
         in_channel: str | None,
     ) -> FulfilmentResult:
-        note = (comment or "").strip() or None
-        if note is not None and len(note) > 1000:
-            raise InputError("The comment can be at most 1000 characters long.", field="comment")
+        note = clean_comment(comment)
         if target is FulfilmentStatus.CANNOT_DO and note is None:
             raise InputError("Say why it cannot be done, so the requester knows.", field="comment")
         for _ in range(MAX_ATTEMPTS):
@@ -565,10 +863,35 @@ class ApprovalService:
         return Role.VIEWER
 
     def category(self, category_id: str) -> ServiceCategory | None:
+        if category_id == ROOM_BOOKING:
+            return self.room_category
         try:
             return self._catalogue.category(category_id)
         except KeyError:
             return None
+
+    def category_name(self, category_id: str) -> str:
+        """The name cards show for a kind of request; its id once the catalogue lost it."""
+        category = self.category(category_id)
+        return category.name if category is not None else category_id
+
+    def category_names(self) -> dict[str, str]:
+        """Every kind of request's name by id: the catalogue's and the built-in room kind."""
+        names = {category.id: category.name for category in self._catalogue.categories}
+        names[ROOM_BOOKING] = self.room_category.name
+        return names
+
+    @staticmethod
+    def booking_defaults(category: ServiceCategory, start: datetime) -> dict[str, str]:
+        """A form opened from a booking starts with the booking's day and start time (`start`,
+        in the user's zone) in its date and time fields; the user can change them."""
+        defaults: dict[str, str] = {}
+        for form_field in category.fields:
+            if isinstance(form_field, DateField):
+                defaults[form_field.id] = start.date().isoformat()
+            elif isinstance(form_field, TimeField):
+                defaults[form_field.id] = start.strftime("%H:%M")
+        return defaults
 
     @property
     def catalogue(self) -> Catalogue:
@@ -576,9 +899,13 @@ class ApprovalService:
 
     def fallback_channel(self, policy_id: str) -> str | None:
         try:
-            return self._policies.policy(policy_id).fallback_channel or None
+            return self._policy(policy_id).fallback_channel or None
         except KeyError:
             return None
+
+    def as_request(self, record: ServiceRequestRecord) -> ServiceRequest:
+        """A stored request row as cards and notifications see it (no permission check)."""
+        return _request(record)
 
     async def get(self, request_id: str) -> ServiceRequest | None:
         """The stored request (no permission check: for notifications, which make their own)."""
@@ -674,11 +1001,31 @@ def _thread_base(conversation_id: str) -> str:
     return conversation_id.split(";", 1)[0]
 
 
-def _fulfilment_after(status: RequestStatus) -> FulfilmentStatus:
-    """Approved items go to the fulfilment team once the approval is finished."""
+def _fulfilment_after(status: RequestStatus, category_id: str) -> FulfilmentStatus:
+    """Approved items go to the fulfilment team once the approval is finished (a held room
+    has nothing to fulfil: the approval confirms the booking)."""
+    if category_id == ROOM_BOOKING:
+        return FulfilmentStatus.NONE
     if status in (RequestStatus.APPROVED, RequestStatus.PARTIALLY_APPROVED):
         return FulfilmentStatus.WAITING
     return FulfilmentStatus.NONE
+
+
+def _room_settlement(
+    record: ServiceRequestRecord, status: ServiceRequestStatus, comment: str | None
+) -> RoomSettlement | None:
+    """What a final answer on a held room does to its booking, in the same transaction."""
+    if record.category_id != ROOM_BOOKING or record.booking_id is None:
+        return None
+    if status == ServiceRequestStatus.APPROVED:
+        return RoomSettlement(record.booking_id, BookingApproval.APPROVED, None)
+    if status == ServiceRequestStatus.REJECTED:
+        why = "The room's owners did not approve it." + (f" {comment}" if comment else "")
+        return RoomSettlement(record.booking_id, BookingApproval.REJECTED, why[:500])
+    if status == ServiceRequestStatus.CANCELLED:
+        why = comment or "The approval request was withdrawn."
+        return RoomSettlement(record.booking_id, BookingApproval.REJECTED, why[:500])
+    return None
 
 
 def _stage_for(state: ApprovalState, approver_id: str) -> str:

@@ -221,7 +221,7 @@ def decide(
     for item in wanted:
         if not _is_open(state, stage, settled.get(item), item, approver_id):
             raise _already_decided(state, before, index, approver_id, (item,))
-    note = _comment(comment)
+    note = clean_comment(comment)
     at = now.astimezone(UTC)
     new_state = replace(
         state,
@@ -384,7 +384,8 @@ def _wanted(
     return wanted
 
 
-def _comment(comment: str | None) -> str | None:
+def clean_comment(comment: str | None) -> str | None:
+    """A comment as stored: trimmed, None when empty; InputError past MAX_COMMENT."""
     text = (comment or "").strip()
     if len(text) > MAX_COMMENT:
         raise InputError(

@@ -149,6 +149,11 @@ class GraphDirectory:
         token = await self._tokens.graph_token(actor)
         return await _calendar_state(self._graph, token, booking)
 
+    async def manager_of(self, actor: Actor) -> str | None:
+        """The user's manager's object id from `/me/manager`; None when the directory names none."""
+        manager = await self._graph.get_manager(await self._tokens.graph_token(actor))
+        return manager.id if manager is not None else None
+
     async def meet_now(
         self, actor: Actor, *, subject: str, start: datetime, end: datetime
     ) -> str | None:

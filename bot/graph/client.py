@@ -19,7 +19,6 @@ Wire formats and limits, from Microsoft's documentation:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import html as html_lib
@@ -71,6 +70,7 @@ from bot.graph.parse import (
     parse_schedule_items,
 )
 from bot.graph.timezones import resolve_zone, windows_name
+from bot.identity.claims import unverified_claims
 from bot.models import Room
 
 logger = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ SCHEDULES_PER_CALL: Final = 20
 BATCH_LIMIT: Final = 20
 MAX_SCHEDULE_RANGE: Final = timedelta(days=62)
 MAX_PAGES: Final = 1000
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 EVENT_FIELDS: Final = (
     "id,subject,start,end,organizer,attendees,isOnlineMeeting,onlineMeetingProvider,"
     "onlineMeeting,onlineMeetingUrl,transactionId,isCancelled,webLink"
@@ -125,7 +126,7 @@ class GraphClient:
         session: aiohttp.ClientSession,
         *,
         base_url: str,
-        timeout_seconds: float = 10.0,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_retries: int = 3,
         mailbox_concurrency: int = 4,
         max_retry_after_seconds: float = 30.0,
@@ -453,12 +454,18 @@ class GraphClient:
 
     async def get_manager(self, token: str) -> Person | None:
         """The user's manager; None when the directory names none (404)."""
+        return await self._person(token, "/me/manager")
+
+    async def get_user(self, token: str, user_id: str) -> Person | None:
+        """A directory user by Entra object id (or UPN): their name and mail address; None when
+        the directory has no such user (404). With an app-only token this needs User.Read.All."""
+        return await self._person(token, f"/users/{_segment(user_id)}")
+
+    async def _person(self, token: str, path: str) -> Person | None:
+        """The directory user at `path`, or None when there is none (404)."""
         try:
             response = await self._request(
-                "GET",
-                "/me/manager",
-                token,
-                params={"$select": "id,displayName,mail,userPrincipalName"},
+                "GET", path, token, params={"$select": "id,displayName,mail,userPrincipalName"}
             )
         except GraphNotFound:
             return None
@@ -874,17 +881,11 @@ def _mailbox_key(relative_path: str, token: str) -> str | None:
 def _token_owner(token: str) -> str:
     """A stable key for the token's user: tenant and object id when the token is a readable
     JWT (read only to group requests, never trusted), else a digest of the token."""
-    parts = token.split(".")
-    if len(parts) == 3:
-        try:
-            padded = parts[1] + "=" * (-len(parts[1]) % 4)
-            claims = as_object(jsonlib.loads(base64.urlsafe_b64decode(padded)))
-        except ValueError:
-            claims = None
-        if claims is not None:
-            oid = get_str(claims, "oid")
-            if oid is not None:
-                return f"{get_str(claims, 'tid') or ''}/{oid}"
+    claims = unverified_claims(token)
+    if claims is not None:
+        oid = get_str(claims, "oid")
+        if oid is not None:
+            return f"{get_str(claims, 'tid') or ''}/{oid}"
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 

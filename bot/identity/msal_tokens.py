@@ -8,8 +8,6 @@ kept by a `TokenCacheStore`; the app's token lives in msal's own in-memory cache
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import re
@@ -24,6 +22,7 @@ import msal  # type: ignore[import-untyped]
 import requests
 import requests.adapters
 
+from bot.identity.claims import unverified_claims
 from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError
 
 logger = logging.getLogger(__name__)
@@ -264,7 +263,7 @@ def _account_for(accounts: Sequence[Mapping[str, Any]], assertion: str) -> Mappi
     An Entra token names its user (`oid`); a cache holding someone else is not used. An opaque
     assertion can only use a cache that holds a single account.
     """
-    claims = _unverified_claims(assertion)
+    claims = unverified_claims(assertion)  # Entra ID verifies it
     oid = claims.get("oid") if claims else None
     if isinstance(oid, str) and oid:
         for account in accounts:
@@ -272,19 +271,6 @@ def _account_for(accounts: Sequence[Mapping[str, Any]], assertion: str) -> Mappi
                 return account
         return None
     return accounts[0] if len(accounts) == 1 else None
-
-
-def _unverified_claims(token: str) -> dict[str, Any] | None:
-    """The payload of a JWT, not verified (Entra ID verifies it); None if it is not a JWT."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error):
-        return None
-    return claims if isinstance(claims, dict) else None
 
 
 def _aadsts_numbers(result: Mapping[str, Any]) -> set[int]:

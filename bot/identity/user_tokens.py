@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.identity.claims import unverified_claims
 from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.msal_tokens import AppIdentity
 from bot.identity.token_service import (
@@ -29,19 +28,6 @@ _TOKEN_CACHE_SIZE = 10_000
 _GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 
-def _claims(token: str) -> dict[str, Any] | None:
-    """The unverified claims of a JWT (None for an opaque token). Used only to route it."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        padded = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 def _user_key(actor: Actor) -> str:
     return f"{actor.tenant_id}:{actor.user_id}"
 
@@ -51,7 +37,7 @@ def is_graph_token(token: str, graph_resource: str = "https://graph.microsoft.co
 
     `graph_resource` is the cloud's Graph (`https://microsoftgraph.chinacloudapi.cn`, say).
     """
-    claims = _claims(token)
+    claims = unverified_claims(token)
     if claims is None:
         return True  # opaque tokens cannot be exchanged; use them as they are
     audience = str(claims.get("aud", "")).rstrip("/")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import weakref
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
@@ -94,6 +98,116 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def upsert_insert(engine: Engine, table: Any) -> Any:
+    """An INSERT into `table` in the engine's dialect, which offers `on_conflict_do_nothing`
+    and `on_conflict_do_update` (PostgreSQL and SQLite spell them alike)."""
+    return postgresql.insert(table) if is_postgres(engine) else sqlite.insert(table)
+
+
+# At most this many advisory-lock holders per engine at once in a process: each holds a pooled
+# connection for its whole block, and the rest of the bot needs the pool too.
+ADVISORY_HOLDERS = 4
+_FIRST_POLL = 0.02
+_MAX_POLL = 0.5
+_holders: weakref.WeakKeyDictionary[Engine, dict[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _holder_slots(engine: Engine) -> asyncio.Semaphore:
+    by_loop = _holders.setdefault(engine, {})
+    loop = id(asyncio.get_running_loop())
+    if loop not in by_loop:
+        by_loop.clear()  # a new event loop (tests): the old one's semaphore is of no use
+        by_loop[loop] = asyncio.Semaphore(ADVISORY_HOLDERS)
+    return by_loop[loop]
+
+
+@asynccontextmanager
+async def advisory_lock(
+    engine: Engine, namespace: int, name: str, *, waiting: asyncio.Event | None = None
+) -> AsyncIterator[None]:
+    """Hold a lock on `name` (within `namespace`, a 32-bit number) across every process that
+    uses the database, for work that must not overlap between replicas.
+
+    A PostgreSQL session advisory lock held on a pooled connection until the block ends. It is
+    asked for with `pg_try_advisory_lock` and, while another holds it, asked again after a
+    growing pause: a waiter holds no connection and no worker thread, so many waiters cannot
+    starve the pool or the thread pool the rest of the bot runs its queries in (a blocking
+    `pg_advisory_lock` per waiter did: 64 clicks at once froze the bot). `waiting` is set when
+    the first try finds the lock taken. On SQLite it is no lock at all: SQLite serves one process.
+    """
+    if not is_postgres(engine):
+        yield
+        return
+    key = zlib.crc32(name.encode("utf-8", "surrogatepass")) - 2**31  # PostgreSQL's int range
+    async with _holder_slots(engine):
+        pause = _FIRST_POLL
+        while True:
+            trying = asyncio.ensure_future(
+                asyncio.to_thread(_try_advisory_lock, engine, namespace, key)
+            )
+            try:
+                connection = await asyncio.shield(trying)
+            except asyncio.CancelledError:
+                # The try still runs: give the lock back if it took it.
+                trying.add_done_callback(lambda done: _release_when_taken(done, namespace, key))
+                raise
+            if connection is not None:
+                break
+            if waiting is not None:
+                waiting.set()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(_release_advisory_lock, connection, namespace, key)
+
+
+def _try_advisory_lock(engine: Engine, namespace: int, key: int) -> Connection | None:
+    """The connection now holding the lock, or None (and no connection kept) when it is taken."""
+    connection = engine.connect()
+    try:
+        taken = connection.execute(
+            text("SELECT pg_try_advisory_lock(:namespace, :key)"),
+            {"namespace": namespace, "key": key},
+        ).scalar_one()
+        connection.commit()  # a session lock outlives the transaction; the connection idles
+    except BaseException:
+        connection.invalidate()
+        connection.close()
+        raise
+    if not taken:
+        connection.close()
+        return None
+    return connection
+
+
+def _release_when_taken(
+    taking: asyncio.Future[Connection | None], namespace: int, key: int
+) -> None:
+    if not taking.cancelled() and taking.exception() is None:
+        connection = taking.result()
+        if connection is not None:
+            _release_advisory_lock(connection, namespace, key)
+
+
+def _release_advisory_lock(connection: Connection, namespace: int, key: int) -> None:
+    try:
+        connection.execute(
+            text("SELECT pg_advisory_unlock(:namespace, :key)"),
+            {"namespace": namespace, "key": key},
+        )
+        connection.commit()
+    except Exception:
+        # Closing the server session releases its locks: never pool a connection that may hold one.
+        logger.warning("could not release an advisory lock; dropping its connection")
+        connection.invalidate()
+    finally:
+        connection.close()
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
 
@@ -125,10 +239,27 @@ def _alembic_config(connection: Connection) -> Config:
     return config
 
 
+# The PostgreSQL advisory lock that replicas starting together take around their migrations
+# (any fixed 64-bit number; advisory locks are scoped to one database).
+MIGRATION_LOCK_KEY = 0x46726F6E74646B31  # "Frontdk1"
+
+
 def upgrade(engine: Engine) -> None:
-    """Apply every migration up to head."""
-    with engine.begin() as connection:
-        command.upgrade(_alembic_config(connection), "head")
+    """Apply every migration up to head, one process at a time.
+
+    Replicas starting at once on an empty database would otherwise both create the same tables
+    and one would fail. The lock is held for the migration's transaction: on PostgreSQL an
+    advisory transaction lock (the DDL is transactional, so whoever waited then finds the schema
+    at head and does nothing); on SQLite the write lock taken at BEGIN.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(**{WRITE_LOCK: True})
+        with connection.begin():
+            if is_postgres(engine):
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            command.upgrade(_alembic_config(connection), "head")
 
 
 def head_revision() -> str:

@@ -14,10 +14,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col
 
-from bot.storage.db import is_postgres, read_session
+from bot.storage.db import read_session, upsert_insert
 from bot.storage.tables import SeenActivity
 
 logger = logging.getLogger(__name__)
@@ -52,9 +51,8 @@ class DeliveryLog:
     def _claim(self, key: str) -> bool:
         now = self._clock()
         self._claims += 1
-        insert = postgresql.insert if is_postgres(self._engine) else sqlite.insert
         statement = (
-            insert(SeenActivity)
+            upsert_insert(self._engine, SeenActivity)
             .values(key=key, seen_at=now)
             .on_conflict_do_nothing()
             .returning(col(SeenActivity.key))  # a row back: inserted (rowcount is -1 on psycopg)

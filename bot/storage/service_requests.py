@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import ColumnElement, Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.storage.db import read_session, write_session
+from bot.storage.db import advisory_lock, read_session, write_session
 from bot.storage.tables import (
     AuditEvent,
     Booking,
+    BookingApproval,
+    BookingStatus,
     FulfilmentStatus,
     RequestApprover,
     RequestCard,
@@ -28,6 +32,19 @@ from bot.storage.tables import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The namespace of the advisory locks that make replicas update a request's cards in turn.
+CARD_UPDATES_LOCK = 0x52514344  # "RQCD"
+
+
+@dataclass(frozen=True)
+class RoomSettlement:
+    """A held room's booking after the final answer on its approval: APPROVED keeps it,
+    REJECTED cancels it (the slot is free again) with `comment` as the reason."""
+
+    booking_id: str
+    approval: BookingApproval
+    comment: str | None
 
 
 class ServiceRequestRepository:
@@ -90,30 +107,30 @@ class ServiceRequestRepository:
         approvers: Sequence[tuple[str, str]] | None,
         event: AuditEvent,
         fulfilment: FulfilmentStatus = FulfilmentStatus.NONE,
+        settle: RoomSettlement | None = None,
     ) -> bool:
         """Store a decision made on `seen_version`; False (nothing written) if that is stale.
 
         `approvers` replaces the request's current approvers when the stage changed (None: kept).
         """
         with write_session(self._engine) as session:
-            result = session.execute(
-                update(ServiceRequestRecord)
-                .where(col(ServiceRequestRecord.id) == request_id)
-                .where(col(ServiceRequestRecord.version) == seen_version)
-                .where(col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING)
-                .values(
-                    state=state,
-                    status=status,
-                    fulfilment=fulfilment,
-                    version=ServiceRequestRecord.version + 1,
-                    updated_at=now,
-                )
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                session.rollback()
+            if not _change(
+                session,
+                request_id,
+                now,
+                where=(
+                    col(ServiceRequestRecord.version) == seen_version,
+                    col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING,
+                ),
+                state=state,
+                status=status,
+                fulfilment=fulfilment,
+            ):
                 return False
             if approvers is not None:
                 _replace_approvers(session, request_id, approvers)
+            if settle is not None and status != ServiceRequestStatus.PENDING:
+                _settle_room(session, settle, now)
             session.add(event)
             session.commit()
             return True
@@ -126,25 +143,25 @@ class ServiceRequestRepository:
         requester_id: str,
         now: datetime,
         event: AuditEvent,
+        settle: RoomSettlement | None = None,
     ) -> bool:
         """Cancel a pending request of this requester; False when it was not pending (or theirs)."""
         with write_session(self._engine) as session:
-            result = session.execute(
-                update(ServiceRequestRecord)
-                .where(col(ServiceRequestRecord.id) == request_id)
-                .where(col(ServiceRequestRecord.tenant_id) == tenant_id)
-                .where(col(ServiceRequestRecord.requester_id) == requester_id)
-                .where(col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING)
-                .values(
-                    status=ServiceRequestStatus.CANCELLED,
-                    version=ServiceRequestRecord.version + 1,
-                    updated_at=now,
-                )
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                session.rollback()
+            if not _change(
+                session,
+                request_id,
+                now,
+                where=(
+                    col(ServiceRequestRecord.tenant_id) == tenant_id,
+                    col(ServiceRequestRecord.requester_id) == requester_id,
+                    col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING,
+                ),
+                status=ServiceRequestStatus.CANCELLED,
+            ):
                 return False
             _replace_approvers(session, request_id, ())
+            if settle is not None:
+                _settle_room(session, settle, now)
             session.add(event)
             session.commit()
             return True
@@ -160,18 +177,13 @@ class ServiceRequestRepository:
     ) -> bool:
         """Store the fulfilment team's step made on `seen_version`; False if that is stale."""
         with write_session(self._engine) as session:
-            result = session.execute(
-                update(ServiceRequestRecord)
-                .where(col(ServiceRequestRecord.id) == request_id)
-                .where(col(ServiceRequestRecord.version) == seen_version)
-                .values(
-                    fulfilment=fulfilment,
-                    version=ServiceRequestRecord.version + 1,
-                    updated_at=now,
-                )
-            )
-            if getattr(result, "rowcount", 0) != 1:
-                session.rollback()
+            if not _change(
+                session,
+                request_id,
+                now,
+                where=(col(ServiceRequestRecord.version) == seen_version,),
+                fulfilment=fulfilment,
+            ):
                 return False
             session.add(event)
             session.commit()
@@ -214,6 +226,20 @@ class ServiceRequestRepository:
                 )
             )
             session.commit()
+
+    def card_stale(self, card_id: int, *, now: datetime, reason: str) -> None:
+        """The connector refused to update this copy for good: it is not tried again."""
+        with write_session(self._engine) as session:
+            session.execute(
+                update(RequestCard)
+                .where(col(RequestCard.id) == card_id)
+                .values(stale_at=now, stale_reason=reason[:64])
+            )
+            session.commit()
+
+    def updating_cards(self, request_id: str) -> AbstractAsyncContextManager[None]:
+        """Held while the request's posted copies are updated: one process at a time."""
+        return advisory_lock(self._engine, CARD_UPDATES_LOCK, request_id)
 
     def cards(self, request_id: str) -> list[RequestCard]:
         """Every copy of the request's card, in the order they were claimed."""
@@ -299,6 +325,28 @@ class ServiceRequestRepository:
             return list(session.exec(statement))
 
 
+def _change(
+    session: Session,
+    request_id: str,
+    now: datetime,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    **values: object,
+) -> bool:
+    """The guarded write of every change to a request: set `values`, a new version and
+    `updated_at` only where `where` still holds. False, and the transaction rolled back, when
+    it no longer does (someone changed the request since it was read)."""
+    result = session.execute(
+        update(ServiceRequestRecord)
+        .where(col(ServiceRequestRecord.id) == request_id, *where)
+        .values(version=ServiceRequestRecord.version + 1, updated_at=now, **values)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        session.rollback()
+        return False
+    return True
+
+
 def _approver_rows(request_id: str, approvers: Sequence[tuple[str, str]]) -> list[RequestApprover]:
     return [
         RequestApprover(request_id=request_id, stage_id=stage_id, approver_id=approver_id)
@@ -311,3 +359,20 @@ def _replace_approvers(
 ) -> None:
     session.execute(delete(RequestApprover).where(col(RequestApprover.request_id) == request_id))
     session.add_all(_approver_rows(request_id, approvers))
+
+
+def _settle_room(session: Session, settle: RoomSettlement, now: datetime) -> None:
+    """Confirm or release a held room, only while it is still held (a booking the user
+    cancelled meanwhile stays cancelled)."""
+    values: dict[str, object] = {"approval": settle.approval}
+    if settle.approval == BookingApproval.REJECTED:
+        values.update(
+            status=BookingStatus.CANCELLED, cancel_comment=settle.comment, cancelled_at=now
+        )
+    session.execute(
+        update(Booking)
+        .where(col(Booking.id) == settle.booking_id)
+        .where(col(Booking.approval) == BookingApproval.PENDING)
+        .where(col(Booking.status) == BookingStatus.CONFIRMED)
+        .values(**values)
+    )

@@ -17,6 +17,14 @@ class BookingStatus(StrEnum):
     DECLINED = "declined"  # the room said no (Graph directory); the slot is free again
 
 
+class BookingApproval(StrEnum):
+    """A room that needs its owners' approval: the booking holds the slot while PENDING."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 def _utc(nullable: bool = False) -> Column[datetime]:
     return Column(UTCDateTime(), nullable=nullable)
 
@@ -28,6 +36,7 @@ class Booking(SQLModel, table=True):
     __table_args__ = (
         Index("ix_booking_user_upcoming", "tenant_id", "user_id", "status", "end_at"),
         Index("ix_booking_room_time", "room_id", "start_at", "end_at"),
+        Index("ix_booking_tenant_start", "tenant_id", "start_at", "status"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -67,6 +76,18 @@ class Booking(SQLModel, table=True):
     cancel_comment: str | None = Field(default=None, max_length=500)
     cancelled_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     created_at: datetime = Field(sa_column=_utc())
+    # Rooms that need approval: None for the others; the request is filed with this booking.
+    approval: BookingApproval | None = Field(
+        default=None,
+        sa_type=Enum(
+            BookingApproval,
+            native_enum=False,
+            create_constraint=False,
+            length=16,
+            values_callable=lambda members: [member.value for member in members],
+        ),
+        nullable=True,
+    )
 
 
 class BookingDraft(SQLModel, table=True):
@@ -107,6 +128,10 @@ class ConversationRef(SQLModel, table=True):
     welcomed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     created_at: datetime = Field(sa_column=_utc())
     updated_at: datetime = Field(sa_column=_utc())
+    # Set when the Bot Connector refused the conversation for good (403 blocked or not in the
+    # roster, 404 not found): not used for proactive messages until the user writes again.
+    stale_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    stale_reason: str | None = Field(default=None, max_length=64)
 
 
 class UserProfile(SQLModel, table=True):
@@ -147,7 +172,12 @@ class ServiceRequestRecord(SQLModel, table=True):
     """
 
     __tablename__ = "service_request"
-    __table_args__ = (Index("ix_service_request_requester", "tenant_id", "requester_id", "status"),)
+    __table_args__ = (
+        Index("ix_service_request_requester", "tenant_id", "requester_id", "status"),
+        # The admin command: pending requests by age, approved ones by fulfilment step.
+        Index("ix_service_request_tenant_status", "tenant_id", "status", "created_at"),
+        Index("ix_service_request_tenant_fulfilment", "tenant_id", "fulfilment", "updated_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
     submission_id: str = Field(max_length=64, unique=True)
@@ -231,6 +261,9 @@ class RequestCard(SQLModel, table=True):
     activity_id: str | None = Field(default=None, max_length=512)
     reference: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=_utc())
+    # Set when the connector refused an update of this copy for good (403, 404): not tried again.
+    stale_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    stale_reason: str | None = Field(default=None, max_length=64)
 
 
 class SeenActivity(SQLModel, table=True):
@@ -245,3 +278,32 @@ class SeenActivity(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     seen_at: datetime = Field(sa_column=_utc())
+
+
+class BookingJob(SQLModel, table=True):
+    """A booking click's work in progress, and the card it must update when it ends (outbox).
+
+    Written before the work calls Microsoft Graph; `claimed_until` is the working process's lease,
+    renewed while it works. A job whose lease ran out (its process died) is claimed by any running
+    process with a conditional update and run again: the work is idempotent (attempt ids, Graph
+    `transactionId`). `state` is `running` until the work ends, then `result` with the `card` to
+    put on the user's message; the row is deleted once that is done.
+    """
+
+    __tablename__ = "booking_job"
+    __table_args__ = (
+        Index("ix_booking_job_key", "key", unique=True),
+        Index("ix_booking_job_claimed_until", "claimed_until"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    key: str = Field(max_length=64)  # digest of the click: tenant, user, verb and data
+    verb: str = Field(max_length=64)
+    data: str = Field(sa_column=Column(Text, nullable=False))  # the click's data as JSON
+    actor: str = Field(sa_column=Column(Text, nullable=False))  # who clicked, where, as JSON
+    state: str = Field(max_length=16)
+    card: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    owner: str = Field(max_length=64)
+    claimed_until: datetime = Field(sa_column=_utc())
+    attempts: int = Field(default=1)
+    created_at: datetime = Field(sa_column=_utc())

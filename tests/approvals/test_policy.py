@@ -13,6 +13,7 @@ from bot.approvals.policy import (
     ApprovalPolicy,
     ApproverSource,
     GroupMembers,
+    KnownManager,
     NamedUser,
     PlannedStage,
     PolicyBook,
@@ -23,6 +24,7 @@ from bot.approvals.policy import (
     StageCondition,
     StageMode,
     StaticApproverResolver,
+    asks_manager,
     load_policies,
     plan_stages,
 )
@@ -92,7 +94,7 @@ def stage(
 
 
 def test_the_demo_policies_load(demo_book: PolicyBook) -> None:
-    assert sorted(demo_book.policies) == ["it", "room-layout", "standard"]
+    assert sorted(demo_book.policies) == ["it", "room-booking", "room-layout", "standard"]
     assert demo_book.groups["finance"] == (FINANCE_CONTROLLER, FINANCE_DEPUTY)
     assert [s.id for s in demo_book.policy("standard").stages] == [
         "manager",
@@ -181,6 +183,31 @@ def test_the_manager_comes_from_the_resolver() -> None:
     stages = plan_stages(policy(stage(RequesterManager())), request(), resolver)
 
     assert stages[0].approvers == (MANAGER,)
+
+
+def test_a_manager_looked_up_beforehand_wins_for_the_requester_only() -> None:
+    """Graph mode: `/me/manager` answered before planning; other lookups use the base resolver."""
+    base = StaticApproverResolver(managers={REQUESTER: "stale-manager"}, groups={"finance": ["f1"]})
+    resolver = KnownManager(base, REQUESTER, MANAGER)
+
+    stages = plan_stages(
+        policy(stage(RequesterManager()), stage(GroupMembers("finance"), id="finance")),
+        request(),
+        resolver,
+    )
+
+    assert [s.approvers for s in stages] == [(MANAGER,), ("f1",)]
+    assert resolver.manager_of("someone-else") is None
+    with pytest.raises(PolicyError, match="no manager known"):
+        plan_stages(
+            policy(stage(RequesterManager())), request(), KnownManager(base, REQUESTER, None)
+        )
+
+
+def test_only_policies_with_a_manager_stage_ask_for_the_manager(demo_book: PolicyBook) -> None:
+    assert asks_manager(demo_book.policy("standard"))
+    assert not asks_manager(demo_book.policy("room-layout"))
+    assert not asks_manager(policy(stage(NamedUser("a")), stage(RoomOwners(), id="rooms")))
 
 
 def test_room_owners_are_those_of_the_linked_room() -> None:

@@ -12,11 +12,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bot.approvals.catalogue import (
     Catalogue,
@@ -25,6 +27,7 @@ from bot.approvals.catalogue import (
     ServiceCategory,
     TextField,
 )
+from bot.approvals.errors import PolicyError, UnknownItem
 from bot.approvals.models import WHOLE_REQUEST_ITEM_ID
 from bot.approvals.policy import (
     ApprovalPolicy,
@@ -41,11 +44,17 @@ from bot.approvals.service import (
     DecisionResult,
     ServiceRequest,
 )
-from bot.errors import NotAllowed, NotFound
+from bot.errors import InputError, NotAllowed, NotFound
 from bot.models import Actor
 from bot.storage.db import create_db_engine, upgrade
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.storage.tables import ServiceRequestStatus
+from bot.storage.tables import (
+    Booking,
+    BookingApproval,
+    BookingStatus,
+    FulfilmentStatus,
+    ServiceRequestStatus,
+)
 from tests.conftest import FakeClock, make_actor
 from tests.storage.race import Attempt, peak_overlap, warm_pool
 
@@ -112,6 +121,7 @@ def policies() -> PolicyBook:
 
 RESOLVER = StaticApproverResolver(
     managers={"user-req": "user-mgr"},
+    owners={"room-1": ["user-mgr"]},
     groups={"sec": [a.user_id for a in SECURITY], "panel": [a.user_id for a in PANEL]},
 )
 
@@ -258,7 +268,7 @@ async def test_an_unknown_item_changes_nothing(
     request = await submit_laptops(service)
     before = stored(repo, request.id)
 
-    with pytest.raises(Exception, match="has no item 'keyboard'"):
+    with pytest.raises(UnknownItem, match="has no item 'keyboard'"):
         await service.decide(MANAGER, request.id, items=["keyboard"], approve=True)
 
     assert stored(repo, request.id) == before
@@ -399,6 +409,22 @@ async def test_a_decided_request_cannot_be_cancelled(
     assert stored(repo, request.id) == before
 
 
+async def test_a_cancel_comment_has_the_same_limit_as_every_other(
+    service: ApprovalService, repo: ServiceRequestRepository
+) -> None:
+    request = await submit_laptops(service)
+    before = stored(repo, request.id)
+
+    with pytest.raises(InputError, match="at most 1000 characters") as raised:
+        await service.cancel(REQUESTER, request.id, "x" * 1001)
+
+    assert raised.value.field == "comment"
+    assert stored(repo, request.id) == before
+    cancelled = await service.cancel(REQUESTER, request.id, "  " + "x" * 1000 + "  ")
+    assert cancelled.status is ServiceRequestStatus.CANCELLED
+    assert [e.comment for e in await service.history(request.id)] == [None, "x" * 1000]
+
+
 # --- Audit export -------------------------------------------------------------------------------
 
 
@@ -511,3 +537,122 @@ def test_racing_approvers_leave_one_decision(
     # newer version, wrote nothing, and they decided again on the fresh state.
     retries = [r for r in caplog.records if "trying again" in r.getMessage()]
     assert retries, "no click lost the conditional update: the race did not reach the guard"
+
+
+# --- rooms that need approval ------------------------------------------------------------------
+
+
+def held_booking(engine: Engine, clock: FakeClock, booking_id: str, hour: int = 0) -> Booking:
+    """A booking of room-1 held for Rita while its owner (Max) decides."""
+    start = clock.now + timedelta(days=1, hours=hour)
+    booking = Booking(
+        id=booking_id,
+        attempt_id=str(uuid.uuid4()),
+        tenant_id=TENANT,
+        user_id=REQUESTER.user_id,
+        room_id="room-1",
+        room_name="Atrium",
+        building="HQ",
+        floor_label="Ground floor",
+        subject="Town hall",
+        start_at=start,
+        end_at=start + timedelta(hours=1),
+        attendees=30,
+        online_meeting=False,
+        time_zone="Europe/London",
+        created_at=clock.now,
+        approval=BookingApproval.PENDING,
+    )
+    with Session(engine) as session:
+        session.add(booking)
+        session.commit()
+        session.refresh(booking)
+    return booking
+
+
+def booking_state(engine: Engine, booking_id: str) -> tuple[str, str | None, str | None]:
+    with Session(engine) as session:
+        row = session.get(Booking, booking_id)
+        assert row is not None
+        return row.status, row.approval, row.cancel_comment
+
+
+async def test_a_held_room_is_confirmed_released_or_withdrawn_with_its_request(
+    engine: Engine, clock: FakeClock, service: ApprovalService
+) -> None:
+    approved_id, rejected_id, withdrawn_id = (str(uuid.uuid4()) for _ in range(3))
+    approved = await service.request_room(REQUESTER, held_booking(engine, clock, approved_id))
+    rejected = await service.request_room(REQUESTER, held_booking(engine, clock, rejected_id, 1))
+    withdrawn = await service.request_room(REQUESTER, held_booking(engine, clock, withdrawn_id, 2))
+    # One request per booking, however often it is asked for.
+    again = await service.request_room(REQUESTER, held_booking_row(engine, approved_id))
+    assert again.id == approved.id
+    assert approved.category_id == "room-booking"
+    assert approved.state.current_stage is not None
+    assert approved.state.current_stage.approvers == ("user-mgr",)
+
+    await service.decide(MANAGER, approved.id, items="all", approve=True)
+    await service.decide(MANAGER, rejected.id, items="all", approve=False, comment="Board meeting.")
+    await service.cancel(REQUESTER, withdrawn.id)
+
+    assert booking_state(engine, approved_id) == (
+        BookingStatus.CONFIRMED,
+        BookingApproval.APPROVED,
+        None,
+    )
+    assert booking_state(engine, rejected_id) == (
+        BookingStatus.CANCELLED,
+        BookingApproval.REJECTED,
+        "The room's owners did not approve it. Board meeting.",
+    )
+    assert booking_state(engine, withdrawn_id) == (
+        BookingStatus.CANCELLED,
+        BookingApproval.REJECTED,
+        "The approval request was withdrawn.",
+    )
+    fresh = await service.get(approved.id)
+    assert fresh is not None and fresh.fulfilment == FulfilmentStatus.NONE
+
+
+def held_booking_row(engine: Engine, booking_id: str) -> Booking:
+    with Session(engine) as session:
+        row = session.get(Booking, booking_id)
+        assert row is not None
+        return row
+
+
+async def test_a_room_nobody_owns_cannot_be_held(
+    engine: Engine, clock: FakeClock, service: ApprovalService
+) -> None:
+    booking = held_booking(engine, clock, str(uuid.uuid4()))
+    booking.room_id = "room-without-owners"
+
+    with pytest.raises(PolicyError, match="Room owners"):
+        await service.request_room(REQUESTER, booking)
+
+
+async def test_the_room_booking_kind_cannot_be_submitted_as_a_service(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """Only request_room files it: a tampered submit names the catalogue, whatever the mode."""
+    asked: list[str] = []
+
+    async def manager_of(actor: Actor) -> str | None:
+        asked.append(actor.user_id)
+        return "user-mgr"
+
+    graph_mode = ApprovalService(
+        requests=ServiceRequestRepository(engine),
+        catalogue=catalogue(),
+        policies=policies(),  # no room-booking policy: the built-in one applies
+        resolver_for=lambda actor: RESOLVER,
+        clock=clock,
+        new_id=lambda: str(uuid.uuid4()),
+        manager_lookup=manager_of,
+    )
+
+    with pytest.raises(NotFound, match="That service is not in the catalogue."):
+        await graph_mode.submit(REQUESTER, "room-booking", {}, submission_id="sub-room")
+
+    assert asked == []
+    assert await graph_mode.my_requests(REQUESTER) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import Engine, text
 from sqlmodel import Session, col, select
 
-from app import COMPONENTS, create_app
+from app import COMPONENTS, Seams, create_app
 from bot.commands import Verb
 from bot.config import DEFAULT_ROOMS_FILE, load_settings
 from bot.storage.tables import Booking
@@ -186,11 +187,19 @@ async def connector() -> AsyncIterator[FakeConnector]:
         yield fake
 
 
-@pytest.fixture
-async def frontdesk(
-    db_url: str, clock: FakeClock, connector: FakeConnector, app_env: dict[str, str]
+@asynccontextmanager
+async def running_frontdesk(
+    db_url: str,
+    clock: FakeClock,
+    connector: FakeConnector,
+    app_env: Mapping[str, str] | None = None,
+    **app_options: Any,
 ) -> AsyncIterator[Frontdesk]:
-    """The app in local mode on 127.0.0.1, started (migrations run), replies to the connector."""
+    """The app in local mode on 127.0.0.1, started (migrations run), replies to the connector.
+
+    `app_env` adds or overrides settings by their environment names; `app_options` are further
+    `Seams` of `create_app` (a controlled sleep, a retry policy...).
+    """
     require(
         cardcheck.schema_path() is not None,
         f"Adaptive Card schema missing under {shared_dir()}/schemas",
@@ -205,11 +214,11 @@ async def frontdesk(
         "MAX_BOOKING_MINUTES": "480",
         "MAX_DAYS_AHEAD": "90",
         "ALLOWED_TENANTS": "",
-        **app_env,
+        **(app_env or {}),
     }
     settings = load_settings(**env)
     assert settings.local_mode
-    app = await create_app(settings, clock=clock)
+    app = await create_app(settings, Seams(clock=clock, **app_options))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield Frontdesk(
             client=client, connector=connector, engine=app[COMPONENTS].engine, clock=clock
@@ -217,3 +226,12 @@ async def frontdesk(
     assert connector.unexpected == [], (
         f"requests to unknown connector routes: {connector.unexpected}"
     )
+
+
+@pytest.fixture
+async def frontdesk(
+    db_url: str, clock: FakeClock, connector: FakeConnector, app_env: dict[str, str]
+) -> AsyncIterator[Frontdesk]:
+    """The app in local mode (`running_frontdesk`) with the test's database and settings."""
+    async with running_frontdesk(db_url, clock, connector, app_env) as running:
+        yield running

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 from app import build_components
 from bot.config import load_settings
 from bot.storage.db import upgrade
-from tests.bot.test_http import run_app
 from tests.conftest import make_actor
-from tests.support.prereq import repo_root
+from tests.support.app_process import run_app
 
 REQUESTER = make_actor("00000000-0000-0000-0000-000000000100")
 
@@ -61,15 +58,7 @@ def test_audit_export_writes_the_trail_as_csv(tmp_path: Path) -> None:
     request_id = _submit_one(database_url)
     output = tmp_path / "audit.csv"
 
-    result = subprocess.run(
-        [sys.executable, str(repo_root() / "app.py"), "audit-export", "--output", str(output)],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_app(tmp_path, "audit-export", "--output", str(output), DATABASE_URL=database_url)
 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(output.read_text("utf-8"))))
@@ -79,15 +68,7 @@ def test_audit_export_writes_the_trail_as_csv(tmp_path: Path) -> None:
 
 
 def test_audit_export_refuses_unknown_commands(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(repo_root() / "app.py"), "export-everything"],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_app(tmp_path, "export-everything")
 
     assert result.returncode == 2
     assert "audit-export" in result.stderr

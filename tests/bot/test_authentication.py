@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from sqlalchemy import text
 
-from app import COMPONENTS, create_app
+from app import COMPONENTS, Seams, create_app
 from bot.config import DEFAULT_ROOMS_FILE, load_settings
 from bot.teams_adapter import SdkConfiguration
 from tests.conftest import FakeClock
@@ -242,7 +242,9 @@ async def secured(
         BOT_TOKEN_ISSUER=key_server.issuer,
     )
     assert not settings.local_mode
-    app = await create_app(settings, clock=clock, bot_credentials_factory=credentials_factory)
+    app = await create_app(
+        settings, Seams(clock=clock, bot_credentials_factory=credentials_factory)
+    )
     engine = app[COMPONENTS].engine
 
     def rows(sql: str) -> list[dict[str, Any]]:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app import COMPONENTS
 from bot.commands import Verb
+from bot.config import DEFAULT_POLICIES_FILE
 from bot.storage.tables import BookingStatus
-from tests.bot.conftest import Frontdesk, book_actions
-from tests.support.activities import MEGAN, make_card_action, make_message
+from tests.bot.conftest import Frontdesk, book_actions, card_of
+from tests.support.activities import ALEX, MEGAN, make_card_action, make_message
 from tests.support.cardquery import action_titled, execute_actions, inputs, text_of, walk
 from tests.support.fake_graph import FakeGraph, FakeTenant
 from tests.support.fake_token_service import FakeTokenService
@@ -137,6 +140,17 @@ async def test_a_command_before_sign_in_gets_an_oauth_card(frontdesk: Frontdesk)
     assert card["tokenExchangeResource"]["id"]
 
 
+async def test_a_command_whose_sign_in_card_cannot_be_made_is_explained(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    del tokens.connections[CONNECTION]  # the token service no longer knows the connection
+
+    card = await frontdesk.say("book")
+
+    assert "Sign-in problem" in text_of(card)
+
+
 async def test_a_click_before_sign_in_asks_teams_for_a_login_then_resumes(
     frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
 ) -> None:
@@ -207,6 +221,38 @@ async def test_sso_token_exchange_invoke(
     assert "Signed in" in text_of(frontdesk.connector.cards()[-1])
     form = await frontdesk.say("book")
     assert "date" in inputs(form)
+
+
+async def test_sso_token_exchange_while_the_token_service_fails_falls_back_to_the_button(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.allow_exchange(CONNECTION, "good-sso", yields="token-megan")
+    tokens.fail_with = 503
+    activity = make_card_action("x", {}, service_url=frontdesk.service_url)
+    activity["name"] = "signin/tokenExchange"
+    activity["value"] = {"id": "exchange-1", "connectionName": CONNECTION, "token": "good-sso"}
+
+    status, body = await frontdesk.post(activity)
+
+    assert status == 412  # Teams shows the sign-in button instead
+    assert body["connectionName"] == CONNECTION and body["failureDetail"]
+
+
+async def test_a_sign_in_code_the_token_service_cannot_redeem_is_explained(
+    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+) -> None:
+    _, tokens = tenant
+    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", "token-megan")
+    tokens.fail_with = 503
+    activity = make_card_action("x", {}, service_url=frontdesk.service_url)
+    activity["name"] = "signin/verifyState"
+    activity["value"] = {"state": "123456"}
+
+    status, _ = await frontdesk.post(activity)
+
+    assert status == 200
+    assert "Sign-in problem" in text_of(frontdesk.connector.cards()[-1])
 
 
 async def test_sign_out_forgets_the_token(
@@ -426,3 +472,131 @@ async def test_a_failing_token_service_is_explained_on_the_card(
 
     assert (status, body["statusCode"]) == (200, 200)
     assert "Sign-in problem" in text_of(body["value"])
+
+
+# --- approvals: the requester's manager comes from Graph -----------------------------------------
+
+IT_REQUEST = {
+    "field.guest-wifi": "2",
+    "field.needed-from": "2026-11-30",
+    "field.who-for": "Visitors",
+}
+
+
+async def _file_it_request(frontdesk: Frontdesk) -> dict[str, Any]:
+    categories = await frontdesk.say("request")
+    form = await frontdesk.press(action_titled(categories, "Ask for IT"))
+    return await frontdesk.press(action_titled(form, "Send request"), IT_REQUEST)
+
+
+async def test_the_manager_stage_asks_the_manager_graph_names(
+    frontdesk: Frontdesk, graph: FakeGraph
+) -> None:
+    card = await _file_it_request(frontdesk)
+
+    [megan] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
+    assert megan.manager_id is not None
+    [row] = frontdesk.rows("SELECT id, status FROM service_request")
+    assert row["status"] == "pending", text_of(card)
+    approvers = frontdesk.rows(
+        "SELECT approver_id FROM request_approver WHERE request_id = :id", id=row["id"]
+    )
+    assert [a["approver_id"] for a in approvers] == [megan.manager_id]
+    assert graph.requests_to("GET", "/me/manager"), "the manager was not asked of Graph"
+
+
+async def test_without_a_manager_in_graph_the_request_is_refused_with_the_reason(
+    frontdesk: Frontdesk, graph: FakeGraph
+) -> None:
+    [megan] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
+    megan.manager_id = None
+
+    card = await _file_it_request(frontdesk)
+
+    assert "This request cannot be sent" in text_of(card)
+    assert "no manager known for the requester" in text_of(card)
+    assert frontdesk.rows("SELECT id FROM service_request") == []
+
+
+async def test_a_request_graph_fails_on_offers_the_requests_not_the_booking_form(
+    frontdesk: Frontdesk, graph: FakeGraph
+) -> None:
+    graph.fail("/manager", 500, "generalException", times=None)
+
+    card = await _file_it_request(frontdesk)
+
+    assert "Microsoft 365" in text_of(card)
+    assert {a["verb"] for a in execute_actions(card)} == {
+        Verb.REQUEST_START,
+        Verb.REQUEST_LIST,
+        Verb.APPROVAL_LIST,
+    }
+    assert frontdesk.rows("SELECT id FROM service_request") == []
+
+
+# --- rooms that need approval: the Outlook event follows the owners' answer ---------------------
+
+
+class TestARoomThatNeedsApproval:
+    @pytest.fixture
+    def app_env(self, tenant: tuple[FakeGraph, FakeTokenService], tmp_path: Path) -> dict[str, str]:
+        fake, tokens = tenant
+        fake.tenant.add_room(
+            "Summit",
+            f"summit@{fake.tenant.domain}",
+            capacity=80,
+            building=next(room.building for room in fake.tenant.rooms if room.building),
+            floor_number=5,
+            floor_label="5",
+            booking_type="reserved",  # Frontdesk reads this as "needs approval"
+        )
+        shipped = DEFAULT_POLICIES_FILE.read_text(encoding="utf-8")
+        head, _, tail = shipped.rpartition("approvers: [room_owners]")
+        policies = tmp_path / "policies.yaml"
+        policies.write_text(f"{head}approvers: [{ALEX.aad_object_id}]{tail}", encoding="utf-8")
+        return {
+            "DIRECTORY": "graph",
+            "GRAPH_BASE_URL": fake.base_url,
+            "BOT_OAUTH_URL": tokens.base_url,
+            "OAUTH_CONNECTION_NAME": CONNECTION,
+            "POLICIES_FILE": str(policies),
+        }
+
+    async def test_a_rejection_cancels_the_held_event_in_outlook(
+        self, frontdesk: Frontdesk, graph: FakeGraph
+    ) -> None:
+        results = await frontdesk.search({**SLOT, "attendees": "70"})
+        held = await frontdesk.press(action_titled(results, "Request Summit"))
+        assert "Room held for approval" in text_of(held)
+        [event] = graph.calendar(megan_mailbox(graph))
+        [booking] = frontdesk.bookings()
+        assert booking.event_id == event.id
+        [request] = frontdesk.rows("SELECT id FROM service_request")
+
+        status, _ = await frontdesk.invoke(
+            "request.decide",
+            {"request": request["id"], "decision": "reject", "item": "room", "comment": "No"},
+            user=ALEX,
+        )
+        assert status == 200
+        await frontdesk.client.server.app[COMPONENTS].tasks.drain(timeout=60)
+
+        [booking] = frontdesk.bookings()
+        assert booking.status == BookingStatus.CANCELLED
+        assert graph.calendar(megan_mailbox(graph)) == []
+        assert graph.requests_to("POST", f"/events/{event.id}/cancel")
+
+    async def test_withdrawing_the_request_cancels_the_held_event_in_outlook(
+        self, frontdesk: Frontdesk, graph: FakeGraph
+    ) -> None:
+        results = await frontdesk.search({**SLOT, "attendees": "70"})
+        await frontdesk.press(action_titled(results, "Request Summit"))
+        assert len(graph.calendar(megan_mailbox(graph))) == 1
+        [request] = frontdesk.rows("SELECT id FROM service_request")
+
+        card = card_of(*await frontdesk.invoke("request.cancel", {"request": request["id"]}))
+
+        assert "held room is free again" in text_of(card)
+        [booking] = frontdesk.bookings()
+        assert booking.status == BookingStatus.CANCELLED
+        assert graph.calendar(megan_mailbox(graph)) == []

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.commands import COMMANDS, Verb
 from bot.config import DEFAULT_ROOMS_FILE
 from bot.directory.local import load_rooms_file
-from bot.storage.tables import BookingStatus
+from bot.storage.tables import BookingApproval, BookingStatus
 from tests.bot.conftest import (
     CARD_TYPE,
     DEFAULT_ZONE,
@@ -47,6 +43,7 @@ from tests.support.activities import (
     make_message,
     personal_chat,
 )
+from tests.support.app_process import run_app
 from tests.support.cardquery import (
     action_titled,
     execute_actions,
@@ -57,7 +54,6 @@ from tests.support.cardquery import (
     text_of,
     walk,
 )
-from tests.support.prereq import repo_root
 
 TODAY = "2026-11-23"
 # A free slot later today: 10:00-10:30 in New York is 15:00-15:30 UTC.
@@ -609,7 +605,8 @@ async def test_nothing_fits_offers_other_times_and_other_rooms(frontdesk: Frontd
     results = await frontdesk.search(twelve_here)
 
     shown = text_of(results)
-    assert "No room that fits is free for the whole slot." in shown
+    # Only the Atrium and the Boardroom (both need approval) are free for the slot.
+    assert "Only rooms that need their owners' approval are free for the whole slot." in shown
     assert "Free at other times that day" in shown
     assert "Other rooms free at that time" in shown
     other_times = [a for a in book_actions(results) if " at " in a["title"]]
@@ -631,7 +628,7 @@ async def test_nothing_fits_offers_other_times_and_other_rooms(frontdesk: Frontd
     assert len(megan) == 2
 
 
-async def test_rooms_needing_approval_are_labelled_without_a_book_button(
+async def test_rooms_needing_approval_are_labelled_with_a_request_button(
     frontdesk: Frontdesk,
 ) -> None:
     assert APPROVAL_ROOMS, "the demo office has rooms that need approval"
@@ -640,26 +637,28 @@ async def test_rooms_needing_approval_are_labelled_without_a_book_button(
 
     for room in APPROVAL_ROOMS:
         block = offer_block(results, room.name)
-        assert "Needs approval" in text_of({"body": [block]})
-        assert execute_actions(block) == []
+        assert "Needs its owners' approval" in text_of({"body": [block]})
+        assert [a["title"] for a in execute_actions(block)] == [f"Request {room.name}"]
     assert all(
         room.name not in a["title"] for a in book_actions(results) for room in APPROVAL_ROOMS
     )
 
 
 @pytest.mark.parametrize("room", APPROVAL_ROOMS, ids=lambda room: room.name)
-async def test_a_forged_click_on_a_room_needing_approval_books_nothing(
+async def test_a_click_on_a_room_needing_approval_only_holds_it(
     frontdesk: Frontdesk, room: Any
 ) -> None:
     results = await frontdesk.search({**SLOT, "attendees": "12"})
     real = book_actions(results)[0]
-    forged = {**real, "data": {**real["data"], "room": room.id}}
+    # The same attempt with the approval room's id (as its Request button carries).
+    card = await frontdesk.press({**real, "data": {**real["data"], "room": room.id}})
 
-    card = await frontdesk.press(forged)
-
-    assert headline(card) == "Approval needed"
+    assert headline(card) == "Room held for approval"
     assert f"{room.name} is booked only with its owners' approval" in text_of(card)
-    assert frontdesk.bookings() == []
+    [booking] = frontdesk.bookings()
+    assert (booking.room_id, booking.approval) == (room.id, BookingApproval.PENDING)
+    [request] = frontdesk.rows("SELECT category_id, booking_id FROM service_request")
+    assert request == {"category_id": "room-booking", "booking_id": booking.id}
 
 
 async def test_stale_or_foreign_ids_get_a_not_found_card(frontdesk: Frontdesk) -> None:
@@ -844,32 +843,6 @@ async def test_get_on_messages_is_405(frontdesk: Frontdesk) -> None:
 
 
 # --- start-up -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def run_app(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python app.py` in an empty directory (no .env) with only these settings."""
-    environment = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'frontdesk.db'}",
-        "PORT": str(_free_port()),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, str(repo_root() / "app.py")],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def test_local_mode_refuses_a_non_loopback_host(tmp_path: Path) -> None:

@@ -12,12 +12,35 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.actions import _error_card
-from bot.booking import BookingService, SeriesOccurrence, SeriesResult
+from bot.admin import NotAdmin
+from bot.approvals.errors import (
+    AlreadyDecided,
+    FormError,
+    NotAnApprover,
+    PolicyError,
+    UnknownItem,
+)
+from bot.approvals.service import RequestBusy, RequestNotFound
+from bot.booking import BookingService, PendingBooking, SeriesOccurrence, SeriesResult
 from bot.commands import COMMANDS, Verb
-from bot.errors import FrontdeskError, NotAllowed, NotFound, RoomNeedsApproval
-from bot.identity.errors import AssertionExpired, ConsentRequired, IdentityError
+from bot.errors import (
+    FrontdeskError,
+    InputError,
+    MalformedAction,
+    NotAllowed,
+    NotFound,
+    RoomNeedsApproval,
+    RoomTaken,
+)
+from bot.identity.errors import (
+    AssertionExpired,
+    ConsentRequired,
+    IdentityError,
+    SignInRequired,
+    TokenServiceError,
+)
 from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchQuery, SearchResult
-from bot.storage.tables import Booking, BookingStatus
+from bot.storage.tables import Booking, BookingApproval, BookingStatus
 from cards.booking import (
     NO_ONLINE_MEETINGS,
     booking_form,
@@ -28,9 +51,11 @@ from cards.booking import (
     results_card,
     series_booked_card,
     series_plan_card,
+    working_card,
 )
 from cards.common import message_card
 from cards.help import help_card, welcome_card
+from tests.cards.admin_cards import admin_cards
 from tests.cards.request_cards import request_cards
 from tests.support.cardcheck import (
     invariant_problems,
@@ -39,8 +64,8 @@ from tests.support.cardcheck import (
     schema_problems,
 )
 from tests.support.cardquery import execute_actions as actions_of
+from tests.support.cardquery import headline, text_of
 from tests.support.cardquery import inputs as inputs_of
-from tests.support.cardquery import text_of
 from tests.support.prereq import node_available, require
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -147,6 +172,11 @@ def make_booking(**changes: Any) -> Booking:
     return Booking(**values)
 
 
+POLICY_ERROR = PolicyError(
+    policy_id="catering", stage_id="manager", stage_name="Manager", reason="no manager known"
+)
+
+
 def all_cards() -> dict[str, dict[str, Any]]:
     """One of each card the bot sends, in each of its states."""
     offers = [Offer(room=room, attempt_id=ATTEMPT, start=START, end=END) for room in ROOMS]
@@ -168,6 +198,8 @@ def all_cards() -> dict[str, dict[str, Any]]:
         ConsentRequired(CONSENT_URL),
         AssertionExpired(),
         IdentityError("could not get a token (secret detail)"),
+        POLICY_ERROR,
+        RequestBusy("Others are updating this request right now. Please try again."),
     ]
     cards = {
         "welcome": welcome_card(user_name="Ada"),
@@ -271,6 +303,26 @@ def all_cards() -> dict[str, dict[str, Any]]:
         "cancel_confirm_error": cancel_confirm_card(
             make_booking(), time_zone=ZONE, error="The comment is too long."
         ),
+        "confirmation_held_for_approval": confirmation_card(
+            make_booking(approval=BookingApproval.PENDING),
+            time_zone=ZONE,
+            online_meetings_available=False,
+            message="Held for you until Room owners approve it; you will hear back here.",
+            refresh_user_id="29:megan",
+        ),
+        "confirmation_room_not_approved": confirmation_card(
+            make_booking(
+                approval=BookingApproval.REJECTED,
+                status=BookingStatus.CANCELLED,
+                cancel_comment="The room's owners did not approve it. Board meeting that day.",
+            ),
+            time_zone=ZONE,
+            online_meetings_available=False,
+        ),
+        "bookings_with_a_held_room": bookings_list_card(
+            [make_booking(approval=BookingApproval.PENDING), make_booking(id=OTHER_ATTEMPT)],
+            time_zone=ZONE,
+        ),
         "bookings_empty": bookings_list_card([], time_zone=ZONE),
         "bookings": bookings_list_card(
             [make_booking(), make_booking(id=OTHER_ATTEMPT, room_name="Willow")], time_zone=ZONE
@@ -320,10 +372,19 @@ def all_cards() -> dict[str, dict[str, Any]]:
             online_meetings_available=False,
         ),
         "turn_error": message_card("Something went wrong", "Sorry, I could not finish that."),
+        "booking_working": working_card(
+            Verb.BOOKING_BOOK,
+            time_zone=ZONE,
+            pending=PendingBooking("Compass", START, END),
+            refresh_data={"attempt": ATTEMPT, "room": COMPASS.id},
+            refresh_user_id="29:megan",
+        ),
+        "working": working_card(Verb.BOOKING_CANCEL_CONFIRM, time_zone=ZONE),
     }
     for error in errors:
         cards[f"error_{type(error).__name__}"] = _error_card(error)
     cards.update(request_cards())
+    cards.update(admin_cards())
     return cards
 
 
@@ -418,11 +479,12 @@ def test_results_offer_a_book_button_per_bookable_room_carrying_ids_only() -> No
     card = CARDS["results"]
     books = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_BOOK]
 
-    assert [a["data"] for a in books] == [
-        {"attempt": ATTEMPT, "room": COMPASS.id},
-        {"attempt": ATTEMPT, "room": WILLOW.id},
+    assert [(a["title"], a["data"]) for a in books] == [
+        ("Book Compass", {"attempt": ATTEMPT, "room": COMPASS.id}),
+        ("Request Boardroom", {"attempt": ATTEMPT, "room": BOARDROOM.id}),
+        ("Book Willow", {"attempt": ATTEMPT, "room": WILLOW.id}),
     ]
-    assert "Needs approval" in text_of(card)
+    assert "Needs its owners' approval" in text_of(card)
     assert "Mon 23 Nov 2026, 10:00–11:00" in text_of(card)  # Berlin time
     assert card["msteams"] == {"width": "Full"}
 
@@ -432,10 +494,11 @@ def test_nothing_fits_offers_other_times_and_rooms_one_click_away() -> None:
     books = [a for a in actions_of(card) if a["verb"] == Verb.BOOKING_BOOK]
     text = text_of(card)
 
-    assert "No room that fits is free" in text
+    assert "Only rooms that need their owners' approval are free" in text
     assert "Free at other times that day" in text
     assert "Other rooms free at that time" in text
-    assert {a["data"]["room"] for a in books} == {COMPASS.id, WILLOW.id}
+    assert {a["data"]["room"] for a in books} == {COMPASS.id, WILLOW.id, BOARDROOM.id}
+    assert "Request Boardroom" in [a["title"] for a in books]
     assert "Book Compass at 12:00" in [a["title"] for a in books]
     assert "Try another day" in text_of(CARDS["results_nothing_at_all"])
 
@@ -468,6 +531,21 @@ def test_the_rooms_answer_is_shown_and_refreshed_while_pending() -> None:
     assert "Room's answer: Accepted" in text_of(accepted)
     assert "refresh" not in accepted
     assert "Room's answer" not in text_of(CARDS["confirmation_local"])
+
+
+def test_a_held_room_says_so_and_refreshes_until_its_owners_decide() -> None:
+    held = CARDS["confirmation_held_for_approval"]
+    rejected = CARDS["confirmation_room_not_approved"]
+
+    assert "Room held for approval" in text_of(held)
+    assert "booked only with its owners' approval" in text_of(held)
+    assert held["refresh"]["action"]["verb"] == Verb.BOOKING_SHOW
+    assert "Cancel booking" in {a["title"] for a in actions_of(held)}
+    assert "Room not approved" in text_of(rejected)
+    assert "Board meeting that day." in text_of(rejected)
+    assert "Cancel booking" not in {a["title"] for a in actions_of(rejected)}
+    listing = text_of(CARDS["bookings_with_a_held_room"])
+    assert listing.count("waiting for the room owners' approval") == 1
 
 
 def test_a_declined_room_offers_other_rooms_not_cancel() -> None:
@@ -552,6 +630,53 @@ def test_sign_in_problems_say_what_to_do_next() -> None:
 def test_error_cards_never_show_exception_text() -> None:
     assert "unexpected" not in text_of(CARDS["error_FrontdeskError"])
     assert "approval" in text_of(CARDS["error_RoomNeedsApproval"])
+    assert "catering" not in text_of(CARDS["error_PolicyError"])  # the policy's id is for admins
+
+
+def _subclasses(base: type[FrontdeskError]) -> set[type[FrontdeskError]]:
+    found = set()
+    for sub in base.__subclasses__():
+        found |= {sub, *_subclasses(sub)}
+    return found
+
+
+# The Teams edge answers these itself: statusCode 400, and a sign-in request.
+_EDGE_ERRORS = {MalformedAction, UnknownItem, SignInRequired}
+
+
+def test_every_domain_error_is_answered_with_its_own_card() -> None:
+    """No domain error falls through to "Something went wrong": a new error type needs a card
+    (bot.actions._error_card) and a line here."""
+    one_of_each: list[FrontdeskError] = [
+        InputError("That slot has already started. Search again for a later time."),
+        FormError("field.guests", "Guests: this is required."),
+        NotFound("That booking was not found among yours."),
+        RequestNotFound(),
+        RoomTaken("Compass"),
+        RoomNeedsApproval("Boardroom"),
+        NotAllowed("You cannot do that."),
+        NotAnApprover("00000000-0000-0000-0000-000000000101", "manager", "not an approver"),
+        NotAdmin(),
+        POLICY_ERROR,
+        AlreadyDecided(
+            "00000000-0000-0000-0000-000000000101",
+            datetime(2026, 11, 23, 9, 0, tzinfo=UTC),
+            item_id="room",
+            stage_id="room-owners",
+            approved=True,
+        ),
+        RequestBusy("Others are deciding this request right now. Please try again."),
+        IdentityError("could not get a token"),
+        ConsentRequired(CONSENT_URL),
+        AssertionExpired(),
+        TokenServiceError(503, operation="GetToken"),
+    ]
+    assert {type(error) for error in one_of_each} == _subclasses(FrontdeskError) - _EDGE_ERRORS
+
+    for error in one_of_each:
+        card = _error_card(error)
+        assert headline(card) != "Something went wrong", type(error).__name__
+        assert "00000000-0000-0000-0000-000000000101" not in text_of(card), type(error).__name__
 
 
 def test_the_form_module_still_builds_from_the_service_defaults(
@@ -562,3 +687,74 @@ def test_the_form_module_still_builds_from_the_service_defaults(
     card = booking_form(values, rooms=ROOMS, time_zone=ZONE, online_meetings_available=False)
 
     assert inputs_of(card)["date"]["value"] == values.date
+
+
+def test_the_admin_card_counts_lists_and_says_how_to_export() -> None:
+    card = CARDS["admin_overview"]
+    facts = {
+        f"{fact['title']}": fact["value"]
+        for node in card["body"]
+        if node.get("type") == "FactSet"
+        for fact in node["facts"]
+    }
+
+    assert (facts["Starting today"], facts["Confirmed"], facts["Cancelled"]) == ("14", "11", "2")
+    assert (facts["Under 1 day"], facts["1 to 3 days"], facts["Over 3 days"]) == ("4", "1", "2")
+    assert facts["Not started 24 h after approval"] == "1"
+    assert "Waiting for approval: 7" in text_of(card) and "and 5 more." in text_of(card)
+    assert "Facilities desk since Fri 20 Nov 2026 09:05 · Grace Hopper, " in text_of(card)
+    reassign = [a for a in actions_of(card) if a["verb"] == Verb.ADMIN_REASSIGN_FORM]
+    assert [a["data"] for a in reassign] == [
+        {"request": "cccccccc-dddd-4eee-8fff-000000000001"},
+        {"request": "dddddddd-eeee-4fff-8000-000000000002"},
+        {},  # the one that takes the number typed in
+    ]
+    assert "number" in inputs_of(card)
+    assert (
+        "python app.py audit-export --tenant 72f988bf-0000-4e3a-9b1c-2d7cd011db47 "
+        "--since 2026-10-24 --output audit.csv" in text_of(card)
+    )
+    assert "Nothing waits" not in text_of(CARDS["admin_overview_empty"])
+    assert not [a for a in actions_of(CARDS["admin_overview_empty"]) if a["data"].get("request")]
+
+
+def test_the_reassign_form_asks_whom_to_replace_and_a_guid_for_the_new_approver() -> None:
+    card = CARDS["admin_reassign"]
+    inputs = inputs_of(card)
+
+    assert [c["value"] for c in inputs["from"]["choices"]] == [
+        "00000000-0000-0000-0000-000000000101",
+        "00000000-0000-0000-0000-000000000105",
+    ]
+    assert inputs["from"]["value"] == "00000000-0000-0000-0000-000000000101"
+    assert inputs["to"]["isRequired"] and inputs["to"]["regex"]
+    assert [(a["verb"], a["data"]) for a in actions_of(card)] == [
+        (
+            "admin.reassign",
+            {"request": "cccccccc-dddd-4eee-8fff-000000000001", "stage": "facilities"},
+        ),
+        ("admin.show", {}),
+    ]
+    again = inputs_of(CARDS["admin_reassign_error"])
+    assert (again["to"]["value"], again["comment"]["value"]) == ("grace@contoso.com", "On leave")
+    assert "Entra object id" in text_of(CARDS["admin_reassign_error"])
+
+
+def test_the_admin_command_is_on_the_admins_help_only() -> None:
+    assert Verb.ADMIN_SHOW in {a["verb"] for a in actions_of(CARDS["help_admin"])}
+    assert "admin: Today's bookings" in text_of(CARDS["help_admin"])
+    for name in ("help", "help_graph", "welcome", "help_not_understood"):
+        assert Verb.ADMIN_SHOW not in {a["verb"] for a in actions_of(CARDS[name])}
+        assert "admin:" not in text_of(CARDS[name])
+
+
+def test_the_working_card_says_what_it_books_and_asks_again_for_the_user() -> None:
+    card = CARDS["booking_working"]
+
+    assert headline(card) == "Booking Compass"
+    assert "this can take a moment" in text_of(card)
+    assert "Mon 23 Nov 2026, 10:00–11:00" in text_of(card)
+    assert actions_of(card) == [card["refresh"]["action"]]  # no button: nothing to press
+    assert card["refresh"]["action"]["verb"] == Verb.BOOKING_BOOK
+    assert card["refresh"]["userIds"] == ["29:megan"]
+    assert "refresh" not in CARDS["working"]

@@ -16,7 +16,6 @@ resource)` tells the test each one, so a fake service can accept it.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import socketserver
@@ -37,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.fake_entra import FakeEntra, FakeResponse
+from tests.support.fake_entra import FakeEntra, FakeResponse, unsigned_jwt
 
 AppTokenListener = Callable[[str, str], None]
 
@@ -192,17 +191,7 @@ class EntraProxy:
         }
         if self.app_roles:
             claims["roles"] = list(self.app_roles)
-        return ".".join(
-            [
-                _b64url({"alg": "RS256", "typ": "JWT", "kid": "frontdesk-test"}),
-                _b64url(claims),
-                base64.urlsafe_b64encode(b"not-signed").rstrip(b"=").decode(),
-            ]
-        )
-
-
-def _b64url(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+        return unsigned_jwt(claims, {"alg": "RS256", "typ": "JWT", "kid": "frontdesk-test"})
 
 
 class _ProxyServer(socketserver.ThreadingTCPServer):

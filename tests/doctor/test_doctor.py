@@ -8,8 +8,6 @@ Several faults that do not hide one another share a run, to keep the file fast.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import sys
 import time
@@ -22,13 +20,19 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from bot.config import DEFAULT_CATALOGUE_FILE, DEFAULT_ROOMS_FILE
+from bot.config import DEFAULT_CATALOGUE_FILE, DEFAULT_ROOMS_FILE, load_settings
 from bot.directory.local import load_rooms_file
-from bot.doctor import Name, Status, application_permissions
+from bot.doctor import (
+    Name,
+    Status,
+    application_permissions,
+    approval_mail,
+    needed_application_permissions,
+)
 from bot.storage.db import MIGRATIONS_DIR, create_db_engine, head_revision, upgrade
 from tests.doctor.entra_https import EntraProxy
 from tests.support.app_process import SCRUBBED_ENV_PREFIXES
-from tests.support.fake_entra import FakeEntra
+from tests.support.fake_entra import FakeEntra, unsigned_jwt
 from tests.support.fake_graph import FakeGraph, FakeTenant
 from tests.support.fake_token_service import FakeTokenService
 from tests.support.graph_contract import metadata_available
@@ -147,18 +151,10 @@ def previous_revision() -> str:
     return revisions[1]  # newest first
 
 
-def jwt_for(claims: Mapping[str, object]) -> str:
-    """An unsigned JWT-shaped token (the doctor reads claims without checking signatures)."""
-
-    def part(value: Mapping[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
-
-
 def user_graph_token(scopes: str) -> str:
+    """A user's Graph token (the doctor reads claims without checking signatures)."""
     now = int(time.time())
-    return jwt_for(
+    return unsigned_jwt(
         {"aud": GRAPH_APP_ID, "scp": scopes, "oid": "megan", "iat": now, "exp": now + 3600}
     )
 
@@ -311,8 +307,12 @@ async def test_a_healthy_graph_setup_passes(microsoft: Microsoft, tmp_path: Path
     report = await run_doctor(tmp_path, {**microsoft.env, "DOCTOR_USER_TOKEN": user_token})
 
     assert report.code == 0, report.text()
-    assert set(report.statuses().values()) == {"ok", "skip"}, report.stdout
-    assert report.status(Name.ROOMS) == "skip"  # graph mode has no rooms file
+    # Every check runs and passes; graph mode has no rooms file, and approval mail is off.
+    assert report.statuses() == {name: "ok" for name in Name} | {
+        Name.ROOMS: "skip",
+        Name.MAIL: "warn",
+    }
+    assert "NOTIFY_MAIL_FROM is empty" in report.check(Name.MAIL)[1]
     graph_resource = microsoft.graph.origin
     assert set(microsoft.issued) == {BOT_FRAMEWORK, graph_resource}
     assert f"token for {BOT_FRAMEWORK}/.default" in report.check(Name.APP_TOKEN)[1]
@@ -403,3 +403,32 @@ def test_roles_compare_without_case_and_none_needed_with_none_granted_is_fine() 
     assert case_differs.status is Status.OK
     assert nothing.status is Status.OK
     assert nothing.detail.startswith("needed: none; granted: none")
+
+
+def test_approval_mail_is_checked_and_needs_its_application_permissions() -> None:
+    base = {"DATABASE_URL": "sqlite:///unused.db", "TIMEZONE": "UTC"}
+    graph = {
+        **base,
+        "DIRECTORY": "graph",
+        "OAUTH_CONNECTION_NAME": CONNECTION,
+        "MICROSOFT_APP_ID": "5d2b9c1e-7a44-4f0e-8d3a-1b2c3d4e5f60",
+        "MICROSOFT_APP_PASSWORD": "secret",
+        "MICROSOFT_APP_TENANT_ID": "8c4e1b7a-0d5f-4b8e-9a61-2f3c4d5e6f70",
+        "HOST": "0.0.0.0",
+    }
+    local = load_settings(**base)
+    unset = load_settings(**graph)
+    mailing = load_settings(**graph, NOTIFY_MAIL_FROM="frontdesk@contoso.com")
+
+    assert approval_mail(local).status is Status.SKIP
+    off = approval_mail(unset)
+    assert off.status is Status.WARN and "NOTIFY_MAIL_FROM is empty" in off.detail
+    on = approval_mail(mailing)
+    assert on.status is Status.OK and "frontdesk@contoso.com" in on.detail
+    assert needed_application_permissions(unset) == ()
+    assert needed_application_permissions(mailing) == ("Mail.Send", "User.Read.All")
+    scope = "https://graph.microsoft.com/.default"
+    missing = application_permissions(
+        {"roles": ["Mail.Send"]}, scope, needed_application_permissions(mailing)
+    )
+    assert missing.status is Status.FAIL and "User.Read.All" in missing.detail

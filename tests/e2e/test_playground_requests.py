@@ -13,14 +13,13 @@ import asyncio
 import csv
 import io
 import shutil
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.app_process import BotProcess, frontdesk_process
+from tests.support.app_process import BotProcess, frontdesk_process, run_app
 from tests.support.cardquery import input_values
 from tests.support.playground import (
     PLAYGROUND_BIN,
@@ -31,7 +30,7 @@ from tests.support.playground import (
     find_actions,
     write_config_file,
 )
-from tests.support.prereq import repo_root, require
+from tests.support.prereq import require
 
 pytestmark = pytest.mark.e2e
 
@@ -201,16 +200,15 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
         assert "in progress" in card_text(started)
         await press(pg, kitchen, find_action(started, "Done"), user_id=KITCHEN)
 
-        async def requester_sees(text: str) -> None:
-            for _ in range(100):
-                latest = pg.latest_card(pg.config.personal_chat_id)
-                if text in card_text(latest.card):
-                    return
-                await asyncio.sleep(0.1)
-            raise AssertionError(f"the requester never saw {text!r}")
+        def done_notice(m: Message) -> bool:
+            return (
+                m.conversation_id == pg.config.personal_chat_id
+                and bool(m.cards)
+                and "Request done" in card_text(m.card)
+            )
 
         # Her own card (updated in place) and a notice message both show the outcome.
-        await requester_sees("Request done")
+        await pg.wait_for(done_notice, timeout=10, after=0)
         original = [m for m in pg.messages if m.id == requester_message.id][-1]
         assert "Partly approved, done" in card_text(original.card)
         assert "Grace Hopper rejected Pastry platters: “No pastries”" in card_text(original.card)
@@ -218,18 +216,9 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
         lead_copy = [m for m in pg.sent if m.id == lead_msg.id][-1]
         assert "Partly approved, done" in card_text(lead_copy.card)
 
-    export = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "app.py",
-        "audit-export",
-        cwd=repo_root(),
-        env={"DATABASE_URL": f"sqlite:///{tmp_path / 'frontdesk.db'}", "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await export.communicate()
-    assert export.returncode == 0, err.decode()
-    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    export = await asyncio.to_thread(run_app, tmp_path, "audit-export")  # the bot's database
+    assert export.returncode == 0, export.stderr
+    rows = list(csv.DictReader(io.StringIO(export.stdout)))
     actions = [row["action"] for row in rows if row["actor_name"] != "Frontdesk"]
     assert actions == [
         "submitted",

@@ -9,9 +9,7 @@ Retries sleep through a fake `sleep` that records the delays and never waits.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import socket
 import uuid
@@ -38,6 +36,7 @@ from bot.graph import (
 )
 from bot.graph.timezones import iana_to_windows, resolve_zone, windows_name, windows_to_iana
 from bot.models import Equipment, Room
+from tests.support.fake_entra import unsigned_jwt
 from tests.support.graph_contract import check_request, metadata_available
 from tests.support.prereq import require
 
@@ -848,8 +847,7 @@ async def test_connection_errors_are_retried_for_reads_only(
 
 # == per-mailbox concurrency ======================================================================
 def jwt_like(oid: str, nonce: str) -> str:
-    claims = base64.urlsafe_b64encode(json.dumps({"oid": oid, "tid": "t", "n": nonce}).encode())
-    return f"eyJhbGciOiJub25lIn0.{claims.decode().rstrip('=')}.sig"
+    return unsigned_jwt({"oid": oid, "tid": "t", "n": nonce})
 
 
 @dataclass

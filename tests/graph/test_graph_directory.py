@@ -4,7 +4,8 @@ each user's mailbox time zone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,15 @@ def room_list_reads(graph: FakeGraph) -> int:
     return len([r for r in graph.requests if "/places/microsoft.graph.room" in r.path])
 
 
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait up to 5 s for a background refresh to make `condition` true."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still not {what} after 5 s")
+
+
 async def test_the_room_list_is_cached_and_refreshed_in_the_background(setup: Setup) -> None:
     clock = FakeClock()
     directory = GraphDirectory(setup.client, setup.user_tokens, cache_seconds=600, clock=clock)
@@ -71,24 +81,32 @@ async def test_the_room_list_is_cached_and_refreshed_in_the_background(setup: Se
     clock.advance(seconds=601)
     stale = await directory.list_rooms(MEGAN)
     assert stale == first  # the stale list answers at once...
-    for _ in range(100):
-        if room_list_reads(setup.graph) > reads_after_first:
-            break
-        await asyncio.sleep(0.01)
-    assert room_list_reads(setup.graph) > reads_after_first  # ...while a refresh runs
+    await eventually(  # ...while a refresh runs
+        lambda: room_list_reads(setup.graph) > reads_after_first, "refreshed"
+    )
 
 
-async def test_a_failed_refresh_keeps_the_old_room_list(setup: Setup) -> None:
+async def test_a_failed_refresh_keeps_the_old_room_list(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.directory.graph")
     clock = FakeClock()
     directory = GraphDirectory(setup.client, setup.user_tokens, cache_seconds=60, clock=clock)
     first = await directory.list_rooms(MEGAN)
+    reads_after_first = room_list_reads(setup.graph)
     setup.graph.fail("/places/", 500, "generalException", times=5)
     clock.advance(seconds=61)
 
-    await directory.list_rooms(MEGAN)
-    await asyncio.sleep(0.2)
+    def failed_refreshes() -> int:
+        return caplog.text.count("room directory refresh failed")
 
-    assert await directory.list_rooms(MEGAN) == first
+    stale = await directory.list_rooms(MEGAN)
+    await eventually(lambda: failed_refreshes() == 1, "failed once")
+    after_the_failure = await directory.list_rooms(MEGAN)
+    await eventually(lambda: failed_refreshes() == 2, "tried again")
+
+    assert stale == after_the_failure == first
+    assert room_list_reads(setup.graph) == reads_after_first + 2  # one failed read per refresh
 
 
 async def test_mailbox_zones_are_read_once_per_user_while_fresh(setup: Setup) -> None:

@@ -47,7 +47,7 @@ from tests.support.activities import (
     make_members_added,
     make_message,
 )
-from tests.support.app_process import SCRUBBED_ENV_PREFIXES
+from tests.support.app_process import app_environment
 from tests.support.cardquery import walk
 from tests.support.playground import free_port
 from tests.support.prereq import REQUIRE_ALL, repo_root
@@ -59,18 +59,6 @@ CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_BODY = 256 * 1024
 ROOM_IDS = [room.id for room in load_rooms_file(DEFAULT_ROOMS_FILE)]
 
-
-# `python app.py`, with msrest's ClientRetryPolicy fix from ../shared/PLATFORM.md: the same retry
-# codes, computed in 0.05 ms instead of ~3 ms twice a turn. It changes no behaviour and cuts the
-# bot's CPU per turn by about 70 %, which keeps 10,000 requests near a minute. (Once the app
-# applies the fix itself, this becomes plain `python app.py`.)
-LAUNCH = """
-import runpy, sys
-from msrest.universal_http.requests import ClientRetryPolicy
-ClientRetryPolicy.safe_codes = frozenset(ClientRetryPolicy.safe_codes)
-sys.argv = ["app.py"]
-runpy.run_path("app.py", run_name="__main__")
-"""
 
 # --- the connector the bot replies to --------------------------------------------------------
 
@@ -188,22 +176,15 @@ def bot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bot]:
     workdir = tmp_path_factory.mktemp("hostile")
     connector = Connector()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        MICROSOFT_APP_ID="",
-        DATABASE_URL=f"sqlite:///{workdir / 'frontdesk.db'}",
-        DIRECTORY="local",
-        ROOMS_FILE=str(DEFAULT_ROOMS_FILE),
-        TIMEZONE="UTC",
-        LOG_LEVEL="INFO",
-        ALLOWED_TENANTS="",
+    env = app_environment(
+        workdir,
+        port,
+        {"DIRECTORY": "local", "ROOMS_FILE": str(DEFAULT_ROOMS_FILE), "ALLOWED_TENANTS": ""},
     )
     log = workdir / "frontdesk.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH], cwd=repo_root(), env=env, stdout=out, stderr=out
+            [sys.executable, "app.py"], cwd=repo_root(), env=env, stdout=out, stderr=out
         )
     bot = Bot(process, port, log, connector, workdir / "frontdesk.db")
     try:

@@ -10,22 +10,29 @@ for the answer, but their effect is guarded by the ids the card carries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from app import COMPONENTS
 from bot.storage.deliveries import DELIVERY_TTL
 from bot.storage.tables import BookingStatus
 from tests.bot.conftest import Frontdesk, book_actions, card_of
 from tests.support.activities import (
     GROUP_CHAT,
+    MEGAN,
     make_group_mention,
     make_installation_update,
     make_members_added,
     make_message,
 )
-from tests.support.cardquery import action_titled, headline
+from tests.support.cardquery import action_titled, headline, text_of
+from tests.support.fake_graph import FakeGraph, FakeTenant
+from tests.support.fake_token_service import FakeTokenService
+from tests.support.graph_contract import metadata_available
+from tests.support.prereq import require
 
 SLOT = {"date": "2026-11-23", "start": "10:00", "duration": "30", "attendees": "4"}
 
@@ -144,3 +151,74 @@ async def test_a_message_whose_turn_failed_is_answered_when_delivered_again(
 
     assert headline(failed) == "Something went wrong"
     assert [headline(card) for card in again] == ["Book a room"]
+
+
+class GraphMode:
+    """DIRECTORY=graph: the Book click makes an Outlook event through a fake Microsoft Graph."""
+
+    @pytest.fixture
+    async def graph(self) -> AsyncIterator[FakeGraph]:
+        require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
+        async with FakeGraph(FakeTenant.demo()) as fake, FakeTokenService() as tokens:
+            tokens.add_connection("graph", token_exchange_uri="api://frontdesk.example/botid-1")
+            tokens.sign_in(MEGAN.id, "graph", "token-megan")
+            fake.room_response_delay = None
+            self.tokens = tokens
+            yield fake
+            fake.assert_contract()
+
+    @pytest.fixture
+    def app_env(self, graph: FakeGraph) -> dict[str, str]:
+        return {
+            "DIRECTORY": "graph",
+            "GRAPH_BASE_URL": graph.base_url,
+            "BOT_OAUTH_URL": self.tokens.base_url,
+            "OAUTH_CONNECTION_NAME": "graph",
+            "TURN_BUDGET_SECONDS": "4.5",
+        }
+
+
+class TestInGraphMode(GraphMode):
+    async def test_a_book_click_delivered_again_20_seconds_later_books_once(
+        self, frontdesk: Frontdesk, graph: FakeGraph
+    ) -> None:
+        click = frontdesk.press_activity(book_actions(await frontdesk.search(SLOT))[0])
+
+        first = card_of(*await frontdesk.post(click))
+        frontdesk.clock.advance(seconds=20)
+        later = card_of(*await frontdesk.post(click))
+
+        assert headline(first) == headline(later) == "Room booked"
+        assert later == first
+        [booking] = frontdesk.bookings()
+        [user] = [u for u in graph.tenant.users.values() if u.mail.startswith("meganb@")]
+        [event] = graph.calendar(user.mail)
+        assert booking.event_id == event.id and event.transaction_id == booking.attempt_id
+        assert len(graph.requests_to("POST", "/me/events")) == 1
+        assert frontdesk.rows("SELECT COUNT(*) AS n FROM booking_job") == [{"n": 0}]
+
+
+class TestInGraphModeWhileGraphIsSlow(GraphMode):
+    async def test_a_book_click_delivered_again_while_graph_is_slow_books_once(
+        self, frontdesk: Frontdesk, graph: FakeGraph
+    ) -> None:
+        click = frontdesk.press_activity(book_actions(await frontdesk.search(SLOT))[0])
+        slow_clicks = frontdesk.client.server.app[COMPONENTS].slow_clicks
+        assert slow_clicks is not None
+        # Graph answers in 1 s: the Book click's turn answers "working on it" first. (The search
+        # above ran under the generous budget, so that a busy machine does not make it "working".)
+        slow_clicks.budget = 0.3
+        graph.hang("/me/events", seconds=1.0, method="POST")
+
+        answers = await asyncio.gather(frontdesk.post(click), frontdesk.post(click))
+        frontdesk.clock.advance(seconds=20)
+        await frontdesk.connector.wait_for(len(frontdesk.connector.sent) + 1)  # the card update
+        later = card_of(*await frontdesk.post(click))
+
+        working = [card_of(*answer) for answer in answers]
+        assert all("this can take a moment" in text_of(card) for card in working), working
+        assert headline(later) == "Room booked"
+        updates = [r for r in frontdesk.connector.sent if r.is_update]
+        assert [headline(card) for r in updates for card in r.cards()] == ["Room booked"]
+        assert len(frontdesk.bookings()) == 1
+        assert len(graph.requests_to("POST", "/me/events")) == 1

@@ -18,6 +18,7 @@ from tests.bot.conftest import ERROR_TYPE, Frontdesk, book_actions
 from tests.hardening.conftest import changed_tables, database_snapshot
 from tests.support.activities import (
     MEGAN,
+    STRANGER,
     TENANT_ID,
     Conversation,
     TeamsUser,
@@ -29,13 +30,7 @@ from tests.support.activities import (
 )
 from tests.support.cardquery import action_titled
 
-FOREIGN_TENANT = "0badf00d-1111-4222-8333-944445555666"
-MALLORY = TeamsUser(
-    id="29:1Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8Nn7Mm6Ll5",
-    aad_object_id="d00dfeed-2222-4333-8444-a55556666777",
-    name="Mallory Outsider",
-    tenant_id=FOREIGN_TENANT,
-)
+FOREIGN_TENANT = STRANGER.tenant_id
 # Megan's own ids, but in another tenant (a guest account, or a forged activity).
 MEGAN_ELSEWHERE = TeamsUser(
     id=MEGAN.id, aad_object_id=MEGAN.aad_object_id, name=MEGAN.name, tenant_id=FOREIGN_TENANT
@@ -53,7 +48,7 @@ def _no_tenant_anywhere(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sign_in_invoke(name: str, value: dict[str, Any], su: str) -> dict[str, Any]:
-    activity = make_card_action("x", {}, service_url=su, user=MALLORY)
+    activity = make_card_action("x", {}, service_url=su, user=STRANGER)
     activity["name"] = name
     activity["value"] = value
     return activity
@@ -88,11 +83,11 @@ async def test_activities_from_another_tenant_store_nothing_and_send_nothing(
         return make_card_action(action["verb"], data, service_url=su, user=user)
 
     messages: dict[str, dict[str, Any]] = {
-        "message": make_message("book", service_url=su, user=MALLORY),
+        "message": make_message("book", service_url=su, user=STRANGER),
         "message as Megan's ids": make_message("my bookings", service_url=su, user=MEGAN_ELSEWHERE),
         "message with no tenant": _no_tenant_anywhere(make_message("book", service_url=su)),
-        "install (conversationUpdate)": make_members_added(service_url=su, user=MALLORY),
-        "install (installationUpdate)": make_installation_update(service_url=su, user=MALLORY),
+        "install (conversationUpdate)": make_members_added(service_url=su, user=STRANGER),
+        "install (installationUpdate)": make_installation_update(service_url=su, user=STRANGER),
         "install into Megan's chat": make_installation_update(
             service_url=su,
             user=MEGAN_ELSEWHERE,
@@ -100,14 +95,14 @@ async def test_activities_from_another_tenant_store_nothing_and_send_nothing(
                 personal_chat(MEGAN).id, "personal", tenant_id=FOREIGN_TENANT
             ),
         ),
-        "uninstall": make_installation_update(service_url=su, user=MALLORY, action="remove"),
+        "uninstall": make_installation_update(service_url=su, user=STRANGER, action="remove"),
     }
     invokes: dict[str, dict[str, Any]] = {
-        "search": make_card_action(Verb.BOOKING_SEARCH.value, SLOT, service_url=su, user=MALLORY),
-        "Megan's Book click": click(buttons["book"], MALLORY),
-        "Megan's fresh Book click": click(buttons["fresh_book"], MALLORY),
+        "search": make_card_action(Verb.BOOKING_SEARCH.value, SLOT, service_url=su, user=STRANGER),
+        "Megan's Book click": click(buttons["book"], STRANGER),
+        "Megan's fresh Book click": click(buttons["fresh_book"], STRANGER),
         "Megan's fresh Book click, as Megan's ids": click(buttons["fresh_book"], MEGAN_ELSEWHERE),
-        "Megan's Cancel": click(buttons["cancel"], MALLORY),
+        "Megan's Cancel": click(buttons["cancel"], STRANGER),
         "cancel confirm": make_card_action(
             Verb.BOOKING_CANCEL_CONFIRM.value,
             {**buttons["cancel"]["data"], "comment": "gone"},

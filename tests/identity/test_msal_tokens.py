@@ -23,6 +23,7 @@ from tests.support.fake_entra import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,
     GRANT_REFRESH_TOKEN,
+    EntraRequest,
     FakeEntra,
     FakeResponse,
 )
@@ -317,26 +318,23 @@ async def test_msal_runs_in_worker_threads(entra: FakeEntra, identity: AppIdenti
     assert all(request.thread_id != loop_thread for request in entra.requests)
 
 
-async def test_the_event_loop_stays_responsive_while_entra_is_slow(
+async def test_the_event_loop_runs_while_entra_answers(
     entra: FakeEntra, identity: AppIdentity
 ) -> None:
-    entra.delay = 0.1  # each HTTP answer blocks its thread this long
-    ticks = 0
+    loop = asyncio.get_running_loop()
 
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    def answer_once_the_loop_ran(request: EntraRequest) -> None:
+        loop_ran = threading.Event()
+        loop.call_soon_threadsafe(loop_ran.set)
+        if not loop_ran.wait(10):
+            raise TimeoutError(f"the event loop was blocked while Entra ID answered {request.kind}")
 
-    ticker = asyncio.create_task(tick())
-    try:
-        await identity.on_behalf_of("alice", entra.user_assertion(ALICE), GRAPH_DELEGATED)
-    finally:
-        ticker.cancel()
+    entra.hold = answer_once_the_loop_ran
 
-    # Discovery, instance metadata and the token request: about 0.3 s of blocking HTTP.
-    assert ticks >= 10
+    token = await identity.on_behalf_of("alice", entra.user_assertion(ALICE), GRAPH_DELEGATED)
+
+    assert entra.issued[token].oid == ALICE
+    assert [r.kind for r in entra.requests][-1] == "token"
 
 
 async def test_discovery_is_fetched_once_for_every_user(
@@ -355,17 +353,17 @@ async def test_concurrent_users_are_served_in_parallel(
     entra: FakeEntra, identity: AppIdentity, store: RecordingStore
 ) -> None:
     await identity.on_behalf_of("warm", entra.user_assertion("warm-up"), GRAPH_DELEGATED)
-    entra.delay = 0.2
     users = [f"user-{n}" for n in range(4)]
+    # Each token request is answered only once all four are in flight; one at a time times out.
+    all_in_flight = threading.Barrier(len(users), timeout=10)
+    entra.hold = lambda request: all_in_flight.wait() if request.kind == "token" else None
 
-    started = asyncio.get_running_loop().time()
     tokens = await asyncio.gather(
         *(identity.on_behalf_of(u, entra.user_assertion(u), GRAPH_DELEGATED) for u in users)
     )
-    elapsed = asyncio.get_running_loop().time() - started
 
     assert [entra.issued[t].oid for t in tokens] == users
-    assert elapsed < 0.2 * len(users)
+    assert len(entra.token_requests(GRANT_JWT_BEARER)) == len(users) + 1
 
 
 # -- nothing secret shows -----------------------------------------------------------------

@@ -3,8 +3,6 @@ Graph token, else on behalf of the user from the token for the bot's own API."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -15,19 +13,12 @@ from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore
 from bot.identity.errors import IdentityError, SignInRequired
 from bot.identity.user_tokens import UserTokens, is_graph_token
 from tests.conftest import make_actor
-from tests.support.fake_entra import FakeEntra
+from tests.support.fake_entra import FakeEntra, unsigned_jwt
 from tests.support.fake_token_service import FakeTokenService
 
 CONNECTION = "graph"
 ACTOR = replace(make_actor("oid-megan"), channel_user_id="29:megan")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-
-def jwt(claims: dict[str, str]) -> str:
-    def part(value: dict[str, str]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    return f"{part({'alg': 'none'})}.{part(claims)}.signature"
 
 
 @dataclass
@@ -61,18 +52,18 @@ async def setup() -> AsyncIterator[Setup]:
 
 
 def test_graph_tokens_are_told_apart_from_tokens_for_the_bots_api() -> None:
-    assert is_graph_token(jwt({"aud": "https://graph.microsoft.com"}))
-    assert is_graph_token(jwt({"aud": "00000003-0000-0000-c000-000000000000"}))
-    assert is_graph_token(jwt({"aud": "https://graph.microsoft.us"}))
-    assert not is_graph_token(jwt({"aud": "api://frontdesk.example/botid-123"}))
+    assert is_graph_token(unsigned_jwt({"aud": "https://graph.microsoft.com"}))
+    assert is_graph_token(unsigned_jwt({"aud": "00000003-0000-0000-c000-000000000000"}))
+    assert is_graph_token(unsigned_jwt({"aud": "https://graph.microsoft.us"}))
+    assert not is_graph_token(unsigned_jwt({"aud": "api://frontdesk.example/botid-123"}))
     assert is_graph_token("opaque-token")
     china = "https://microsoftgraph.chinacloudapi.cn"
-    assert is_graph_token(jwt({"aud": china}), china)
-    assert not is_graph_token(jwt({"aud": china}))
+    assert is_graph_token(unsigned_jwt({"aud": china}), china)
+    assert not is_graph_token(unsigned_jwt({"aud": china}))
 
 
 async def test_a_graph_token_from_the_connection_is_used_as_it_is(setup: Setup) -> None:
-    graph_token = jwt({"aud": "https://graph.microsoft.com", "oid": "oid-megan"})
+    graph_token = unsigned_jwt({"aud": "https://graph.microsoft.com", "oid": "oid-megan"})
     setup.tokens.sign_in("29:megan", CONNECTION, graph_token)
     user_tokens = UserTokens(setup.service, connection_name=CONNECTION, app_identity=setup.identity)
 
@@ -107,7 +98,7 @@ async def test_an_api_token_without_an_app_identity_is_explained(setup: Setup) -
 
 
 async def test_the_users_token_is_kept_until_it_nearly_expires(setup: Setup) -> None:
-    graph_token = jwt({"aud": "https://graph.microsoft.com", "oid": "oid-megan"})
+    graph_token = unsigned_jwt({"aud": "https://graph.microsoft.com", "oid": "oid-megan"})
     setup.tokens.sign_in("29:megan", CONNECTION, graph_token)
     user_tokens = UserTokens(setup.service, connection_name=CONNECTION, app_identity=None)
 

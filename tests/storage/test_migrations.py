@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import threading
 from collections.abc import Iterator
+from multiprocessing.synchronize import Barrier as BarrierType
 from typing import Any
 
 import pytest
@@ -11,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlmodel import SQLModel
 
 import bot.storage.tables  # noqa: F401  (puts the tables on SQLModel.metadata)
@@ -38,6 +41,7 @@ APP_TABLES = {
     "audit_event",
     "request_card",
     "seen_activity",
+    "booking_job",
 }
 # The plain indexes the migrations create, by table: name -> columns.
 MIGRATION_INDEXES = {
@@ -45,12 +49,15 @@ MIGRATION_INDEXES = {
         "ix_booking_user_upcoming": ["tenant_id", "user_id", "status", "end_at"],
         "ix_booking_room_time": ["room_id", "start_at", "end_at"],
         "ix_booking_series_id": ["series_id"],
+        "ix_booking_tenant_start": ["tenant_id", "start_at", "status"],
     },
     "booking_draft": {"ix_booking_draft_created": ["created_at"]},
     "conversation_ref": {"ix_conversation_ref_user": ["tenant_id", "user_id"]},
     "user_profile": {},
     "service_request": {
         "ix_service_request_requester": ["tenant_id", "requester_id", "status"],
+        "ix_service_request_tenant_status": ["tenant_id", "status", "created_at"],
+        "ix_service_request_tenant_fulfilment": ["tenant_id", "fulfilment", "updated_at"],
     },
     "request_approver": {"ix_request_approver_approver": ["approver_id"]},
     "audit_event": {"ix_audit_event_request": ["request_id", "at"]},
@@ -59,6 +66,10 @@ MIGRATION_INDEXES = {
         "ix_request_card_conversation": ["conversation_id"],
     },
     "seen_activity": {"ix_seen_activity_seen_at": ["seen_at"]},
+    "booking_job": {
+        "ix_booking_job_key": ["key"],
+        "ix_booking_job_claimed_until": ["claimed_until"],
+    },
 }
 EXCLUSION_CONSTRAINT = "booking_room_no_overlap"
 
@@ -207,3 +218,67 @@ async def test_downgrade_to_base_then_upgrade_again(fresh_engine: Engine) -> Non
     assert await repository.busy_times([booking.room_id], booking.start_at, booking.end_at) == {
         booking.room_id: [(booking.start_at, booking.end_at)]
     }
+
+
+def test_two_processes_migrating_an_empty_database_at_once_take_turns(
+    database_url: str,
+) -> None:
+    """Replicas starting together both run `upgrade`: both succeed, the schema is made once.
+
+    Two processes (engines of their own) each wait, just before their first CREATE TABLE, for
+    the other to get there too, for at most RENDEZVOUS seconds. Without a lock around the
+    migration both get there and create the same tables; with one, the second cannot begin
+    before the first has committed, so the first goes on alone when its wait runs out.
+    """
+    context = multiprocessing.get_context("spawn")
+    rendezvous = context.Barrier(2)
+    with context.Pool(2, initializer=_keep_rendezvous, initargs=(rendezvous,)) as pool:
+        outcomes = pool.map(_migrate_in_process, [database_url, database_url])
+
+    assert [error for _, error in outcomes] == [None, None], outcomes
+    assert sorted((met for met, _ in outcomes), key=str) == [False, None], outcomes
+    engine = create_db_engine(database_url)
+    try:
+        assert migrations_current(engine)
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        assert [version for (version,) in versions] == [head_revision()]
+    finally:
+        engine.dispose()
+
+
+RENDEZVOUS = 3.0
+_rendezvous: BarrierType | None = None
+
+
+def _keep_rendezvous(barrier: BarrierType) -> None:
+    global _rendezvous
+    _rendezvous = barrier
+
+
+def _migrate_in_process(url: str) -> tuple[bool | None, str | None]:
+    """In a worker: upgrade `url`, meeting the other worker before the first CREATE TABLE.
+
+    Returns whether they met there (None: this one created no table) and the error, if any.
+    """
+    assert _rendezvous is not None
+    barrier = _rendezvous
+    engine = create_db_engine(url)
+    met: list[bool] = []
+
+    def wait_for_the_other(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not met and statement.lstrip().startswith("CREATE TABLE"):
+            try:
+                barrier.wait(RENDEZVOUS)
+                met.append(True)
+            except threading.BrokenBarrierError:
+                met.append(False)
+
+    event.listen(engine, "before_cursor_execute", wait_for_the_other)
+    try:
+        upgrade(engine)
+    except Exception as error:
+        return (met[0] if met else None), f"{type(error).__name__}: {str(error)[:300]}"
+    finally:
+        engine.dispose()
+    return (met[0] if met else None), None

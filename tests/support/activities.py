@@ -68,6 +68,29 @@ ALEX = TeamsUser(
     aad_object_id="b8e2a1c4-3d5f-4a6b-9c7d-2e1f0a9b8c7d",
     name="Alex Wilber",
 )
+# Colleagues in Megan's tenant: approvers and the fulfilment team of the request tests.
+NESTOR = TeamsUser(
+    id="29:1NestorWilke0000000000000000000000000000000000",
+    aad_object_id="6a1c2b3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    name="Nestor Wilke",
+)
+DIEGO = TeamsUser(
+    id="29:1DiegoSiciliani00000000000000000000000000000000",
+    aad_object_id="7b2d3c4e-5f6a-4b7c-9d8e-0f1a2b3c4d5e",
+    name="Diego Siciliani",
+)
+LYNNE = TeamsUser(
+    id="29:1LynneRobbins000000000000000000000000000000000",
+    aad_object_id="8c3e4d5f-6a7b-4c8d-8e9f-1a2b3c4d5e6f",
+    name="Lynne Robbins",
+)
+# Someone from another tenant (not TENANT_ID).
+STRANGER = TeamsUser(
+    id="29:1Stranger00000000000000000000000000000000000000",
+    aad_object_id="9d4f5e6a-7b8c-4d9e-9f0a-2b3c4d5e6f70",
+    name="Eve Stranger",
+    tenant_id="0a0a0a0a-1111-4222-8333-444444444444",
+)
 GROUP_CHAT = Conversation(
     id="19:4c7e2a9b1f3d4e5a8b6c0d2e9f1a3b5c@thread.v2", conversation_type="groupChat"
 )

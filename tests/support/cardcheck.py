@@ -19,7 +19,7 @@ from typing import Any
 
 from jsonschema import Draft6Validator, ValidationError
 
-from tests.support.prereq import node_available, node_tools, shared_dir
+from tests.support.prereq import node_tools, shared_dir
 
 CARD_VERSION = "1.5"
 SCHEMA_FILE = "adaptive-card-1.5.json"
@@ -356,15 +356,14 @@ def check_cards(
     cards: Mapping[str, Mapping[str, Any]],
     known_verbs: Collection[str],
     *,
-    use_renderer: bool | None = None,
+    use_renderer: bool = True,
 ) -> dict[str, list[str]]:
     """Schema, invariant and renderer problems per card name, for cards with problems.
 
-    The renderer runs when node and npm `adaptivecards` are available, or as
-    `use_renderer` says; tests that need it call `require(node_available(), ...)` first.
+    The renderer runs unless `use_renderer` is False, and fails without node: tests that use
+    it call `require(node_available(), ...)` first.
     """
-    run_renderer = node_available() if use_renderer is None else use_renderer
-    rendered = renderer_warnings(cards) if run_renderer else {}
+    rendered = renderer_warnings(cards) if use_renderer else {}
     result: dict[str, list[str]] = {}
     for name, card in cards.items():
         problems = [f"schema: {p}" for p in schema_problems(card)]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tests.support.local_server import LocalServer
+from tests.support.local_server import LocalServer, parse_body
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -44,6 +43,47 @@ class RecordedRequest:
     def cards(self) -> list[dict[str, Any]]:
         """The Adaptive Card contents this activity carries, in order."""
         return cards_of(self.json)
+
+
+@dataclass(frozen=True)
+class ConnectorFault:
+    """An error the connector answers one request with, as Teams documents them: `status`,
+    the error `code` in the body, a `Retry-After` header when given. With `carried_out` the
+    connector does the work first (the message is created or updated) and then answers the
+    error, as a gateway failing after the service acted would."""
+
+    status: int
+    code: str = ""
+    retry_after: str | None = None
+    method: str | None = None
+    """Only requests with this method ("POST", "PUT"); None: any."""
+    conversation_id: str | None = None
+    """Only requests to this conversation (`POST /v3/conversations` has none); None: any."""
+    creates_conversation: bool = False
+    """Only `POST /v3/conversations` (new personal chats and channel threads)."""
+    carried_out: bool = False
+
+    def matches(self, method: str, conversation_id: str | None, creates: bool) -> bool:
+        if self.creates_conversation != creates:
+            return False
+        if self.method is not None and self.method != method:
+            return False
+        return self.conversation_id is None or self.conversation_id == conversation_id
+
+    def response(self) -> web.Response:
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else None
+        body = {"error": {"code": self.code or "ServiceError", "message": "fault"}}
+        return web.json_response(body, status=self.status, headers=headers)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request to a connector route that sends, updates or creates, and its answer."""
+
+    method: str
+    path: str
+    conversation_id: str | None
+    status: int
 
 
 def cards_of(activity: Any) -> list[dict[str, Any]]:
@@ -76,6 +116,10 @@ class FakeConnector(LocalServer):
         """Channel ids where a new thread is refused (403)."""
         self.update_delays: list[float] = []
         """Seconds the next card updates (`PUT`) take to answer, one per update (then none)."""
+        self.faults: list[ConnectorFault] = []
+        """Errors to answer with: each answers the first request it matches, then is gone."""
+        self.attempts: list[Attempt] = []
+        """Every send, reply, update and conversation creation, with the status answered."""
 
     # -- lifecycle ---------------------------------------------------------------------
     def routes(self, app: web.Application) -> None:
@@ -131,13 +175,41 @@ class FakeConnector(LocalServer):
             ) from None
         return self.sent
 
+    def fail(self, status: int, code: str = "", *, times: int = 1, **match: Any) -> None:
+        """Answer the next `times` matching requests with this error (see ConnectorFault)."""
+        self.faults.extend(ConnectorFault(status, code, **match) for _ in range(times))
+
+    def attempts_at(self, conversation_id: str, method: str | None = None) -> list[Attempt]:
+        """The requests that reached a conversation (failed ones included)."""
+        return [
+            attempt
+            for attempt in self.attempts
+            if attempt.conversation_id == conversation_id
+            and (method is None or attempt.method == method)
+        ]
+
+    def _take_fault(self, request: web.Request, *, creates: bool = False) -> ConnectorFault | None:
+        conversation_id = request.match_info.get("conversation_id")
+        for index, fault in enumerate(self.faults):
+            if fault.matches(request.method, conversation_id, creates):
+                del self.faults[index]
+                return fault
+        return None
+
+    def _attempted(self, request: web.Request, status: int) -> None:
+        self.attempts.append(
+            Attempt(
+                request.method,
+                request.path,
+                request.match_info.get("conversation_id"),
+                status,
+            )
+        )
+        self._changed.set()
+
     # -- handlers ----------------------------------------------------------------------
     async def _record(self, request: web.Request) -> RecordedRequest:
-        body = await request.read()
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            payload = body.decode("utf-8", "replace")
+        payload, _ = parse_body(await request.read())
         recorded = RecordedRequest(
             method=request.method,
             path=request.path,
@@ -150,37 +222,60 @@ class FakeConnector(LocalServer):
         return recorded
 
     async def _send_to_conversation(self, request: web.Request) -> web.Response:
+        fault = self._take_fault(request)
+        if fault is not None and not fault.carried_out:
+            self._attempted(request, fault.status)
+            return fault.response()
         await self._record(request)
-        return web.json_response({"id": self._new_id()})
+        self._attempted(request, fault.status if fault else 200)
+        return fault.response() if fault else web.json_response({"id": self._new_id()})
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
         """A new personal chat (`members`) or channel thread (`channelData.channel`)."""
         body = await request.json()
         self.created.append(body)
         self._changed.set()
+        fault = self._take_fault(request, creates=True)
+        if fault is not None:
+            self._attempted(request, fault.status)
+            return fault.response()
         channel = (body.get("channelData") or {}).get("channel") or {}
         if channel.get("id"):
             if channel["id"] in self.refuse_channels:
+                self._attempted(request, 403)
                 return _refusal("BotNotInConversationRoster")
             message_id = self._new_id()
+            self._attempted(request, 200)
             return web.json_response(
                 {"id": f"{channel['id']};messageid={message_id}", "activityId": message_id}
             )
         members = body.get("members") or [{}]
         member = str(members[0].get("id", ""))
         if member in self.refuse_members:
+            self._attempted(request, 403)
             return _refusal("BotNotInConversationRoster")
+        self._attempted(request, 200)
         return web.json_response({"id": f"a:opened-{member}"})
 
     async def _reply(self, request: web.Request) -> web.Response:
+        fault = self._take_fault(request)
+        if fault is not None and not fault.carried_out:
+            self._attempted(request, fault.status)
+            return fault.response()
         await self._record(request)
-        return web.json_response({"id": self._new_id()})
+        self._attempted(request, fault.status if fault else 200)
+        return fault.response() if fault else web.json_response({"id": self._new_id()})
 
     async def _update(self, request: web.Request) -> web.Response:
         if self.update_delays:
             await asyncio.sleep(self.update_delays.pop(0))
+        fault = self._take_fault(request)
+        if fault is not None and not fault.carried_out:
+            self._attempted(request, fault.status)
+            return fault.response()
         recorded = await self._record(request)
-        return web.json_response({"id": recorded.activity_id})
+        self._attempted(request, fault.status if fault else 200)
+        return fault.response() if fault else web.json_response({"id": recorded.activity_id})
 
     async def _unknown(self, request: web.Request) -> web.Response:
         await self._record(request)

@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -86,10 +86,11 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _jwt(claims: Mapping[str, Any]) -> str:
-    """An unsigned JWT-shaped string (msal decodes id tokens without verifying them)."""
-    header = _b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    return f"{header}.{_b64url(json.dumps(dict(claims)).encode())}.{_b64url(b'fake-signature')}"
+def unsigned_jwt(claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> str:
+    """A JWT-shaped string with these claims and no real signature (msal, the bot and the
+    doctor read claims without verifying them)."""
+    head = _b64url(json.dumps(dict(header or {"alg": "none", "typ": "JWT"})).encode())
+    return f"{head}.{_b64url(json.dumps(dict(claims)).encode())}.{_b64url(b'fake-signature')}"
 
 
 def _decode_jwt(token: str) -> dict[str, Any] | None:
@@ -113,14 +114,14 @@ class FakeEntra:
         client_id: str = DEFAULT_CLIENT_ID,
         client_secret: str = DEFAULT_SECRET,
         host: str = "login.microsoftonline.com",
-        delay: float = 0.0,
     ) -> None:
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.client_secret = client_secret
         self.host = host
-        self.delay = delay
-        """Seconds each answer takes (blocking, as a real HTTP call would)."""
+        self.hold: Callable[[EntraRequest], None] | None = None
+        """Called in msal's thread with each request, once recorded, before it is answered: a
+        test blocks here to see requests in flight (as a real HTTP call blocks its thread)."""
         self.token_lifetime = TOKEN_LIFETIME
         """`expires_in` of minted access tokens; msal refreshes those with under 5 minutes left."""
         self.consent_granted = True
@@ -154,7 +155,7 @@ class FakeEntra:
         A negative `lifetime` makes one that has already expired.
         """
         now = int(time.time())
-        return _jwt(
+        return unsigned_jwt(
             {
                 "aud": audience or f"api://{self.client_id}",
                 "iss": f"https://{self.host}/{tid or self.tenant_id}/v2.0",
@@ -229,10 +230,11 @@ class FakeEntra:
     def _answer(
         self, method: str, url: str, kind: str, form: dict[str, str], response: FakeResponse
     ) -> FakeResponse:
+        request = EntraRequest(method, url, kind, dict(form), threading.get_ident())
         with self._lock:
-            self.requests.append(EntraRequest(method, url, kind, dict(form), threading.get_ident()))
-        if self.delay:
-            time.sleep(self.delay)  # a blocking call, as msal's real HTTP is
+            self.requests.append(request)
+        if self.hold is not None:
+            self.hold(request)
         return response
 
     def _openid(self, tenant: str) -> FakeResponse:
@@ -414,7 +416,7 @@ class FakeEntra:
         with self._lock:
             self._refresh_tokens[refresh_token] = (oid, granted)
         now = int(time.time())
-        id_token = _jwt(
+        id_token = unsigned_jwt(
             {
                 "aud": self.client_id,
                 "iss": f"https://{self.host}/{tid}/v2.0",

@@ -13,7 +13,7 @@ Tests steer it: `throttle`, `fail`, `hang`, `latency`, `mailbox_concurrency_limi
 `book()` to seed any calendar; and read what happened: `requests`, `counts`,
 `max_concurrency_by_mailbox`, `sent_mail`, `online_meetings`, `calendar()`, `event()`,
 `contract_problems` / `assert_contract()` (every request, batch steps included, goes through
-`tests.support.graph_contract.check_request` when that module exists).
+`tests.support.graph_contract.check_request`).
 
 The wire-format decisions and their sources are listed in `WIRE_FORMAT_NOTES` below.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import html
-import importlib
 import itertools
 import json
 import re
@@ -39,7 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from tests.support.local_server import LocalServer
+from tests.support.graph_contract import check_request
+from tests.support.local_server import LocalServer, parse_body
 
 WIRE_FORMAT_NOTES = """
 Sources (microsoftgraph/microsoft-graph-docs-contrib, published on learn.microsoft.com/graph):
@@ -163,18 +163,6 @@ def graph_zone(name: str) -> ZoneInfo | None:
         return ZoneInfo(iana)
     except (ZoneInfoNotFoundError, ValueError):
         return None
-
-
-def load_contract_checker() -> ContractChecker | None:
-    """`tests.support.graph_contract.check_request` when that module exists, else None."""
-    try:
-        module = importlib.import_module("tests.support.graph_contract")
-    except ModuleNotFoundError as error:
-        if error.name == "tests.support.graph_contract":
-            return None
-        raise
-    checker: ContractChecker = module.check_request
-    return checker
 
 
 def stable_id(text: str, *, upper: bool = False) -> str:
@@ -688,7 +676,7 @@ class FakeGraph(LocalServer):
         *,
         host: str = "127.0.0.1",
         clock: Callable[[], datetime] | None = None,
-        contract_checker: ContractChecker | None = None,
+        contract_checker: ContractChecker = check_request,
     ) -> None:
         super().__init__(host=host)
         self.tenant = tenant if tenant is not None else FakeTenant.demo()
@@ -723,8 +711,8 @@ class FakeGraph(LocalServer):
         self.contract_checks = 0
         """How many requests went through the contract checker."""
 
-        self._contract_checker = contract_checker
-        self._checker_resolved = contract_checker is not None
+        self.contract_checker = contract_checker
+        """`graph_contract.check_request`; tests may replace it."""
         self._in_flight: Counter[str] = Counter()
         self._faults: list[_Fault] = []
         self._pending_responses: dict[str, asyncio.TimerHandle | None] = {}
@@ -754,19 +742,6 @@ class FakeGraph(LocalServer):
         return f"{self.origin}/v1.0"
 
     # -- contract -----------------------------------------------------------------------
-    @property
-    def contract_checker(self) -> ContractChecker | None:
-        """`graph_contract.check_request`, imported on first use; tests may replace it."""
-        if not self._checker_resolved:
-            self._contract_checker = load_contract_checker()
-            self._checker_resolved = True
-        return self._contract_checker
-
-    @contract_checker.setter
-    def contract_checker(self, checker: ContractChecker | None) -> None:
-        self._contract_checker = checker
-        self._checker_resolved = True
-
     def assert_contract(self) -> None:
         """Fail listing every request that broke the Graph contract (or the fake's own checks)."""
         if self.contract_problems:
@@ -776,12 +751,11 @@ class FakeGraph(LocalServer):
             )
 
     def _check_contract(self, call: _Call) -> None:
-        checker = self.contract_checker
-        if checker is None:
-            return
         self.contract_checks += 1
         try:
-            problems = checker(call.method, call.path, call.body, query=dict(call.query))
+            problems = self.contract_checker(
+                call.method, call.path, call.body, query=dict(call.query)
+            )
         except Exception as error:  # a crashing checker is a finding, not a fake failure
             problems = [f"contract checker raised {error!r}"]
         prefix = f"{call.method} {call.path}"
@@ -808,17 +782,14 @@ class FakeGraph(LocalServer):
             if status == 429
             else ("serviceNotAvailable", "The service is temporarily unavailable.")
         )
-        self._faults.append(
-            _Fault(
-                "error",
-                path_substring,
-                method,
-                times,
-                status=status,
-                code=code,
-                message=message,
-                retry_after=retry_after,
-            )
+        self.fail(
+            path_substring,
+            status,
+            code,
+            times,
+            message=message,
+            method=method,
+            retry_after=retry_after,
         )
 
     def fail(
@@ -953,7 +924,7 @@ class FakeGraph(LocalServer):
     # -- HTTP glue ----------------------------------------------------------------------
     async def _http(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        body, body_error = _parse_json(raw)
+        body, body_error = parse_body(raw)
         call = _Call(
             method=request.method.upper(),
             path="/" + request.match_info["tail"],
@@ -975,7 +946,7 @@ class FakeGraph(LocalServer):
                 path=request.path,
                 query={key: request.query[key] for key in request.query},
                 headers=_redacted(request.headers),
-                json=_parse_json(raw)[0],
+                json=parse_body(raw)[0],
                 timestamp=asyncio.get_running_loop().time(),
                 user=None,
                 status=400,
@@ -2118,15 +2089,6 @@ _PASSTHROUGH = (
     "hideAttendees",
     "isAllDay",
 )
-
-
-def _parse_json(raw: bytes) -> tuple[Any, bool]:
-    if not raw:
-        return None, False
-    try:
-        return json.loads(raw), False
-    except ValueError:
-        return raw.decode("utf-8", "replace"), True
 
 
 def _require_object(call: _Call) -> dict[str, Any]:

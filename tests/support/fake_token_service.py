@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.local_server import LocalServer
+from tests.support.local_server import LocalServer, parse_body
 
 CHANNEL = "msteams"
 
@@ -125,11 +125,7 @@ class FakeTokenService(LocalServer):
 
     # -- handlers ----------------------------------------------------------------------
     async def _record(self, request: web.Request) -> RecordedRequest:
-        body = await request.read()
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            payload = body.decode("utf-8", "replace")
+        payload, _ = parse_body(await request.read())
         recorded = RecordedRequest(
             method=request.method,
             path=request.path,

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
+
+
+def parse_body(raw: bytes) -> tuple[Any, bool]:
+    """A request body as the fakes record it: (its JSON, False); text that is not JSON:
+    (the text, True); no body: (None, False)."""
+    if not raw:
+        return None, False
+    try:
+        return json.loads(raw), False
+    except ValueError:
+        return raw.decode("utf-8", "replace"), True
 
 
 class LocalServer:

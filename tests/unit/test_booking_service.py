@@ -301,6 +301,26 @@ async def test_book_creates_a_booking_once_per_attempt(booking_service: BookingS
     assert first.join_url is None  # the local directory makes no Teams meeting
 
 
+async def test_a_click_still_at_work_names_its_room_before_and_after_the_row(
+    booking_service: BookingService,
+) -> None:
+    """The "working on it" card: the clicked room's name before the row is stored (from the
+    room list), the row's afterwards; nothing for someone else's attempt."""
+    actor = make_actor()
+    result = await booking_service.search(actor, await booking_service.parse_form(form(), actor))
+    room = result.offers[0].room
+
+    before = await booking_service.pending(actor, result.attempt_id, room.id)
+    unknown_room = await booking_service.pending(actor, result.attempt_id, "no-such-room")
+    await booking_service.book(actor, result.attempt_id, room.id)
+    after = await booking_service.pending(actor, result.attempt_id)
+
+    assert before is not None and (before.room_name, before.start) == (room.name, utc(10))
+    assert unknown_room is not None and unknown_room.room_name is None
+    assert after is not None and after.room_name == room.name
+    assert await booking_service.pending(make_actor("user-b"), result.attempt_id, room.id) is None
+
+
 async def test_book_refuses_an_overlapping_slot_of_the_same_room(
     booking_service: BookingService,
 ) -> None:

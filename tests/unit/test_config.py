@@ -139,3 +139,20 @@ def test_endpoints_must_be_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(SettingsError, match="GRAPH_BASE_URL"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("base_url", "resource"),
+    [
+        ("https://graph.microsoft.com/v1.0", "https://graph.microsoft.com"),
+        ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us"),
+        ("http://127.0.0.1:8123/v1.0", "http://127.0.0.1:8123"),
+    ],
+)
+def test_graph_tokens_are_asked_for_the_origin_of_graph_base_url(
+    base_url: str, resource: str
+) -> None:
+    settings = load_settings(GRAPH_BASE_URL=base_url)
+
+    assert settings.graph_resource == resource
+    assert settings.graph_scope == f"{resource}/.default"

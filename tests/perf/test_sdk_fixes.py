@@ -1,0 +1,214 @@
+"""The botbuilder performance fixes of bot/teams_adapter.py, each checked where it applies.
+
+Every test here fails when its fix stops applying, for example after a dependency upgrade moves
+or changes what it patches: then either the SDK no longer needs the fix (remove it) or the fix
+needs to follow the SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from botbuilder.core import TurnContext, serializer_helper
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity, AdaptiveCardInvokeResponse
+from msrest.universal_http.requests import ClientRetryPolicy
+
+from bench.connector import Connector, build_app
+from bot.config import load_settings
+from bot.teams_adapter import build_adapter, invoke_body
+from bot.teams_handler import card_invoke_response, card_message, error_invoke_response
+from cards.common import message_card
+from tests.support.activities import ALEX, MEGAN, make_message
+
+# msrest 0.7.1's list, spelled out: the fix must keep exactly these codes "safe" (not retried).
+STOCK_SAFE_CODES = [i for i in range(500) if i != 408] + [501, 505]
+
+
+def settings() -> Any:
+    return load_settings(MICROSOFT_APP_ID="", HOST="127.0.0.1", DATABASE_URL="sqlite://")
+
+
+# -- fix 1: msrest's ClientRetryPolicy ---------------------------------------------------------
+
+
+async def test_the_retry_policy_fix_is_applied_and_keeps_the_same_retry_codes(
+    http: aiohttp.ClientSession,
+) -> None:
+    build_adapter(settings(), http=http)
+
+    assert isinstance(ClientRetryPolicy.safe_codes, frozenset), (
+        "msrest's ClientRetryPolicy.safe_codes is a list again: the fix no longer applies"
+    )
+    assert ClientRetryPolicy.safe_codes == frozenset(STOCK_SAFE_CODES)
+    retried = ClientRetryPolicy().policy.status_forcelist
+    assert list(retried) == [i for i in range(999) if i not in STOCK_SAFE_CODES]
+
+
+# -- fixes 2 and 3: kept clients, replies through the shared aiohttp session ----------------------
+
+
+class CountingConnector:
+    """bench/connector.py's fake connector in this event loop, counting accepted connections."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.state = Connector(delay=delay)
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> CountingConnector:
+        runner = aiohttp.web.AppRunner(build_app(self.state), access_log=None)
+        await runner.setup()
+        self._runner = runner
+        handler = runner.server
+        assert handler is not None
+
+        def counted() -> asyncio.Protocol:
+            self.state.connections += 1
+            return handler()
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(counted, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._runner.cleanup()
+
+    @property
+    def service_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def reply_turn(adapter: CloudAdapter, service_url: str, user: Any = MEGAN) -> Any:
+    """One message turn, anonymous as in local mode, that replies with a card; its client."""
+    activity = Activity().deserialize(make_message("hello", service_url=service_url, user=user))
+    seen: list[Any] = []
+
+    async def logic(context: TurnContext) -> None:
+        seen.append(context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY))
+        await context.send_activity(card_message(message_card("Hello", "again")))
+
+    authenticated = await adapter.bot_framework_authentication.authenticate_request(activity, None)
+    await adapter.process_activity(authenticated, activity, logic)
+    return seen[0]
+
+
+async def test_turns_reuse_one_connector_client_and_one_connection(
+    http: aiohttp.ClientSession,
+) -> None:
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        clients = [await reply_turn(adapter, connector.service_url) for _ in range(20)]
+        clients.append(await reply_turn(adapter, connector.service_url, ALEX))
+
+    assert connector.state.counts["reply"] == 21
+    assert all(client is clients[0] for client in clients), "a connector client per turn again"
+    assert connector.state.connections == 1, (
+        f"{connector.state.connections} connections for 21 replies: replies do not reuse them"
+    )
+
+
+async def test_proactive_sends_reuse_a_kept_client_and_the_same_connections(
+    http: aiohttp.ClientSession,
+) -> None:
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        await reply_turn(adapter, connector.service_url)
+        reference = TurnContext.get_conversation_reference(
+            Activity().deserialize(make_message("x", service_url=connector.service_url))
+        )
+        seen: list[Any] = []
+
+        async def logic(context: TurnContext) -> None:
+            seen.append(context.turn_state.get(adapter.BOT_CONNECTOR_CLIENT_KEY))
+            await context.send_activity(card_message(message_card("Proactive", "card")))
+
+        for _ in range(5):
+            await adapter.continue_conversation(reference, logic, None)
+
+    assert all(client is seen[0] for client in seen)
+    assert sum(connector.state.counts.values()) == 6  # the reference names a message: replies
+    # The reply and the proactive sends share the app's session, so its connection too.
+    assert connector.state.connections == 1
+
+
+async def test_replies_are_not_capped_by_a_thread_pool(http: aiohttp.ClientSession) -> None:
+    # botbuilder sends replies from asyncio's default executor (6 threads on 2 cores): with a
+    # connector that takes its time, at most 6 replies would be in flight.
+    adapter = build_adapter(settings(), http=http)
+    turns = 24
+    async with CountingConnector(delay=0.5) as connector:
+        await asyncio.gather(*(reply_turn(adapter, connector.service_url) for _ in range(turns)))
+
+    assert connector.state.counts["reply"] == turns
+    assert connector.state.max_in_flight == turns
+
+
+async def test_a_refused_reply_still_raises_the_connector_status(
+    http: aiohttp.ClientSession,
+) -> None:
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        connector.state.throttle_share = 1.0
+        activity = Activity().deserialize(make_message("hello", service_url=connector.service_url))
+        raised: list[Exception] = []
+
+        async def logic(context: TurnContext) -> None:
+            try:
+                await context.send_activity(card_message(message_card("Hello", "x")))
+            except Exception as error:  # what botbuilder's stock sender raises too
+                raised.append(error)
+
+        authenticated = await adapter.bot_framework_authentication.authenticate_request(
+            activity, None
+        )
+        await adapter.process_activity(authenticated, activity, logic)
+
+    [error] = raised
+    assert type(error).__name__ == "ErrorResponseException"
+    response = error.response  # type: ignore[attr-defined]
+    # requests' response has status_code, aiohttp's status; bot/teams_adapter.py reads either.
+    assert (getattr(response, "status_code", None) or response.status) == 429
+
+
+# -- fix 4: invoke responses --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        card_invoke_response(message_card("Room booked", "Lighthouse, 10:00–10:30 “Planning”")),
+        card_invoke_response({"type": "AdaptiveCard", "version": "1.5", "body": [], "n": [1, 2.5]}),
+        error_invoke_response(400, "BadRequest", "room must be a room id"),
+    ],
+)
+def test_an_invoke_answer_is_the_json_botbuilder_would_write(response: Any) -> None:
+    assert invoke_body(response.body) == serializer_helper(response.body)
+
+
+def test_a_card_answer_skips_msrest(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(body: Any) -> Any:
+        raise AssertionError("a card's invoke answer went through msrest's serializer")
+
+    monkeypatch.setattr("bot.teams_adapter.serializer_helper", fail)
+    body = AdaptiveCardInvokeResponse(
+        status_code=200, type="application/vnd.microsoft.card.adaptive", value={"a": "b"}
+    )
+
+    assert invoke_body(body) == {
+        "statusCode": 200,
+        "type": "application/vnd.microsoft.card.adaptive",
+        "value": {"a": "b"},
+    }
