@@ -44,6 +44,7 @@ from msrest.pipeline.async_abc import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPip
 from msrest.pipeline.async_requests import AsyncRequestsCredentialsPolicy
 from msrest.pipeline.requests import RequestsContext
 from msrest.pipeline.universal import RawDeserializer
+from msrest.serialization import Serializer
 from msrest.universal_http.aiohttp import AioHttpClientResponse
 from msrest.universal_http.requests import ClientRetryPolicy
 
@@ -195,6 +196,7 @@ class ReusedClients(ConfigurationBotFrameworkAuthentication):  # type: ignore[mi
             return client
         client = await create()
         _send_through(client, self._http)
+        _serialize_plainly(client)
         self._connector_clients[key] = client
         while len(self._connector_clients) > MAX_REUSED_CLIENTS:
             self._connector_clients.popitem(last=False)
@@ -237,6 +239,55 @@ def _send_through(client: Any, http: aiohttp.ClientSession) -> None:
         else:
             policies.insert(1, AsyncRequestsCredentialsPolicy(credentials))  # type: ignore[no-untyped-call]
     config.pipeline = AsyncPipeline(policies, SharedSessionSender(http))
+
+
+class _NotPlain(Exception):
+    """A value that is not plain JSON (a model, an enum, a date, a non-text key)."""
+
+
+_JSON_SCALARS = frozenset({str, int, float, bool})
+
+
+def _plain_json(value: Any) -> Any:
+    """A copy of a tree of plain JSON values (dict with text keys, list, str, int, float, bool,
+    None), which is what msrest's `serialize_object` makes of one; _NotPlain for anything else."""
+    kind = type(value)
+    if value is None or kind in _JSON_SCALARS:
+        return value
+    if kind is dict:
+        copied: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            copied[key] = _plain_json(item)
+        return copied
+    if kind is list:
+        return [_plain_json(item) for item in value]
+    raise _NotPlain
+
+
+class PlainJsonSerializer(Serializer):
+    """Fix 5, serialization of replies and proactive messages: msrest serializes an activity's
+    free-form values (`object`: a card in an attachment, channelData) value by value, through
+    type dispatch and `eval`, about 0.8 ms for a booking form. A plain JSON tree comes out of
+    msrest as an equal copy of itself, so it is copied here directly; anything else (a model, a
+    date) still goes through msrest."""
+
+    def serialize_object(self, attr: Any, **kwargs: Any) -> Any:
+        try:
+            return _plain_json(attr)
+        except _NotPlain:
+            return super().serialize_object(attr, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _serialize_plainly(client: Any) -> None:
+    """Give a kept connector client, and its operations, `PlainJsonSerializer`."""
+    stock = client._serialize
+    serializer = PlainJsonSerializer(stock.dependencies)  # type: ignore[no-untyped-call]
+    serializer.client_side_validation = stock.client_side_validation
+    client._serialize = serializer
+    for operations in (client.conversations, client.attachments):
+        operations._serialize = serializer
 
 
 class _SignedHeaders:

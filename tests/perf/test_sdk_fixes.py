@@ -8,19 +8,23 @@ needs to follow the SDK.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from botbuilder.core import TurnContext, serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity, AdaptiveCardInvokeResponse
+from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, ChannelAccount
+from msrest.serialization import Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bench.connector import Connector, build_app
 from bot.config import load_settings
-from bot.teams_adapter import build_adapter, invoke_body
+from bot.teams_adapter import PlainJsonSerializer, build_adapter, invoke_body
 from bot.teams_handler import card_invoke_response, card_message, error_invoke_response
 from cards.common import message_card
 from tests.support.activities import ALEX, MEGAN, make_message
@@ -212,3 +216,69 @@ def test_a_card_answer_skips_msrest(monkeypatch: pytest.MonkeyPatch) -> None:
         "type": "application/vnd.microsoft.card.adaptive",
         "value": {"a": "b"},
     }
+
+
+# -- fix 5: replies and proactive messages without msrest's value-by-value walk -------------------
+
+GOLDEN = Path(__file__).resolve().parents[1] / "cards" / "golden"
+
+
+def outgoing_activities(service_url: str) -> list[Activity]:
+    """Activities as the bot sends them: cards (every golden one), and values msrest must still
+    convert itself (a date and a model in channelData, a number-keyed dict)."""
+    reference = TurnContext.get_conversation_reference(
+        Activity().deserialize(make_message("x", service_url=service_url))
+    )
+    activities = []
+    for path in sorted(GOLDEN.glob("*.json")):
+        activity = card_message(json.loads(path.read_text()))
+        activities.append(TurnContext.apply_conversation_reference(activity, reference))
+    odd = card_message(message_card("Odd", "values"))
+    odd.channel_data = {
+        "at": datetime(2026, 11, 23, 8, 5, tzinfo=UTC),
+        "account": ChannelAccount(id="29:x", name="X"),
+        "numbers": {1: "one"},
+        "nested": [{"a": [1, 2.5, True, None, "b"]}],
+    }
+    activities.append(TurnContext.apply_conversation_reference(odd, reference))
+    return activities
+
+
+async def test_a_kept_client_serializes_every_activity_as_msrest_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        client = await reply_turn(adapter, connector.service_url)
+        activities = outgoing_activities(connector.service_url)
+    stock = Serializer(client._serialize.dependencies)
+
+    assert len(activities) > 50
+    for activity in activities:
+        assert client.conversations._serialize.body(activity, "Activity") == stock.body(
+            activity, "Activity"
+        )
+
+
+async def test_a_card_reply_skips_msrests_value_by_value_walk(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    walked: list[Any] = []
+    stock_walk = Serializer.serialize_object
+
+    def counting(self: Serializer, attr: Any, **kwargs: Any) -> Any:
+        walked.append(attr)
+        return stock_walk(self, attr, **kwargs)
+
+    monkeypatch.setattr(Serializer, "serialize_object", counting)
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        client = await reply_turn(adapter, connector.service_url)
+        walked.clear()
+        await reply_turn(adapter, connector.service_url)
+
+    assert connector.state.counts["reply"] == 2
+    assert isinstance(client.conversations._serialize, PlainJsonSerializer), (
+        "kept connector clients serialize through msrest's stock Serializer again"
+    )
+    assert walked == [], f"msrest walked {len(walked)} values of a plain card reply"
