@@ -634,18 +634,30 @@ class CardActions:
             return await self._request_card(actor, request_id, error.message, tone="attention")
         except RequestBusy as busy:
             return await self._request_card(actor, request_id, str(busy), tone="attention")
-        if result.changed:
-            notice = _final_notice(result.request)
-            notifier.changed(result.request, notice=notice)
-            self._release_rejected_room(result.request)
-            message = "Your decision is recorded."
-            tone = "good"
-        else:
+        if not result.changed:
             assert result.already is not None
-            message, tone = result.already.message, "attention"
+            if data.get("from") == "list":
+                return await self._approvals_list(actor, result.already.message)
+            return await self._request_card(
+                actor, request_id, result.already.message, tone="attention"
+            )
+        notifier.changed(result.request, notice=_final_notice(result.request))
+        self._release_rejected_room(result.request)
+        message = "Your decision is recorded."
         if data.get("from") == "list":
             return await self._approvals_list(actor, message)
-        return await self._request_card(actor, request_id, message, tone=tone)
+        # The clicker decided, so is an approver: the request as just stored is theirs to see.
+        place = actor.place
+        role = approvals.role_of(
+            actor.user_id, result.request, in_channel=place.teams_channel_id if place else None
+        )
+        return await notifier.card(
+            result.request,
+            role,
+            viewer_id=actor.user_id,
+            time_zone=actor.time_zone,
+            message=message,
+        )
 
     async def _request_card(
         self, actor: Actor, request_id: str, message: str | None = None, *, tone: str = "good"

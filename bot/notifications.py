@@ -282,20 +282,15 @@ class RequestNotifier:
         )
 
     async def _context(self, request: ServiceRequest) -> RequestContext:
-        history = await self._approvals.history(request.id)
         users = {request.requester_id}
         for stage in request.state.stages:
             users.update(stage.approvers)
-        profiles = await self._profiles(request.tenant_id, users)
+        history, profiles, booking = await self._approvals.card_facts(request, sorted(users))
         names = {user: profile.name for user, profile in profiles.items() if profile.name}
         booking_text = None
-        if request.booking_id is not None:
-            booking = await asyncio.to_thread(self._requests.booking, request.booking_id)
-            if booking is not None:
-                zone = zone_or_none(booking.time_zone) or self._default_zone
-                booking_text = booking_title(
-                    booking.start_at, booking.end_at, booking.room_name, zone
-                )
+        if booking is not None:
+            zone = zone_or_none(booking.time_zone) or self._default_zone
+            booking_text = booking_title(booking.start_at, booking.end_at, booking.room_name, zone)
         return RequestContext(
             category_name=self._approvals.category_name(request.category_id),
             names=names,
@@ -315,12 +310,13 @@ class RequestNotifier:
         if stage is not None:
             users.extend(stage.approvers)
         users.append(request.requester_id)
+        users = list(dict.fromkeys(users))
+        chats = await self._conversations.personal_chats(
+            tenant_id=request.tenant_id, user_ids=users, include_stale=True
+        )
         ids: list[str] = []
-        for user in dict.fromkeys(users):
-            ref = await self._conversations.personal(
-                tenant_id=request.tenant_id, user_id=user, include_stale=True
-            )
-            channel_user = _channel_user_id(ref)
+        for user in users:
+            channel_user = _channel_user_id(chats.get(user))
             if channel_user:
                 ids.append(channel_user)
             if len(ids) == MAX_REFRESH_USERS:

@@ -61,6 +61,7 @@ from bot.storage.tables import (
     FulfilmentStatus,
     ServiceRequestRecord,
     ServiceRequestStatus,
+    UserProfile,
 )
 
 logger = logging.getLogger(__name__)
@@ -953,6 +954,20 @@ class ApprovalService:
         """The request's audit events, oldest first (no permission check: callers make it)."""
         events = await asyncio.to_thread(self._requests.events, request_id)
         return [_entry(event) for event in events]
+
+    async def card_facts(
+        self, request: ServiceRequest, users: Sequence[str]
+    ) -> tuple[list[AuditEntry], dict[str, UserProfile], Booking | None]:
+        """What the request's card shows besides the request, in one read: its history, these
+        users' profiles and its booking (no permission check: callers make it)."""
+        events, profiles, booking = await asyncio.to_thread(
+            self._requests.card_facts,
+            request.id,
+            request.tenant_id,
+            sorted(set(users)),
+            request.booking_id,
+        )
+        return [_entry(event) for event in events], profiles, booking
 
     async def export_audit_csv(
         self, out: TextIO, *, tenant_id: str | None = None, since: datetime | None = None

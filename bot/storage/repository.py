@@ -412,6 +412,33 @@ class ConversationRepository:
             None,
         )
 
+    async def personal_chats(
+        self, *, tenant_id: str, user_ids: Sequence[str], include_stale: bool = False
+    ) -> dict[str, ConversationRef]:
+        """`personal` for several users at once (one query): by user id, those who have one."""
+        return await asyncio.to_thread(self._personal_chats, tenant_id, user_ids, include_stale)
+
+    def _personal_chats(
+        self, tenant_id: str, user_ids: Sequence[str], include_stale: bool
+    ) -> dict[str, ConversationRef]:
+        if not user_ids:
+            return {}
+        statement = (
+            select(ConversationRef)
+            .where(ConversationRef.tenant_id == tenant_id)
+            .where(col(ConversationRef.user_id).in_(list(user_ids)))
+            .where(ConversationRef.conversation_type == "personal")
+            .order_by(col(ConversationRef.updated_at).desc())
+        )
+        if not include_stale:
+            statement = statement.where(col(ConversationRef.stale_at).is_(None))
+        chats: dict[str, ConversationRef] = {}
+        with read_session(self._engine) as session:
+            for ref in session.exec(statement):
+                if ref.user_id is not None:
+                    chats.setdefault(ref.user_id, ref)
+        return chats
+
     async def is_stale(self, conversation_id: str) -> bool:
         """Whether this conversation is marked stale (see `mark_stale`)."""
         return await asyncio.to_thread(self._is_stale, conversation_id)

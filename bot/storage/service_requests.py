@@ -263,6 +263,31 @@ class ServiceRequestRepository:
         with read_session(self._engine) as session:
             return {profile.user_id: profile for profile in session.exec(statement)}
 
+    def card_facts(
+        self, request_id: str, tenant_id: str, user_ids: list[str], booking_id: str | None
+    ) -> tuple[list[AuditEvent], dict[str, UserProfile], Booking | None]:
+        """What a request's card shows besides the request, read in one transaction: its audit
+        events (`events`), these users' profiles (`profiles`) and its booking (`booking`)."""
+        events_statement = (
+            select(AuditEvent)
+            .where(AuditEvent.request_id == request_id)
+            .order_by(col(AuditEvent.at), col(AuditEvent.id))
+        )
+        profiles_statement = (
+            select(UserProfile)
+            .where(UserProfile.tenant_id == tenant_id)
+            .where(col(UserProfile.user_id).in_(user_ids))
+        )
+        with read_session(self._engine) as session:
+            events = list(session.exec(events_statement))
+            profiles = (
+                {profile.user_id: profile for profile in session.exec(profiles_statement)}
+                if user_ids
+                else {}
+            )
+            booking = session.get(Booking, booking_id) if booking_id is not None else None
+            return events, profiles, booking
+
     def by_requester(self, tenant_id: str, requester_id: str) -> list[ServiceRequestRecord]:
         """The requester's requests, newest first."""
         statement = (
