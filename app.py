@@ -45,7 +45,14 @@ from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
-from bot.notifications import GraphMailer, Messenger, RequestNotifier, RetryPolicy
+from bot.notifications import (
+    GraphMailer,
+    Messenger,
+    RateLimiter,
+    RequestNotifier,
+    RetryPolicy,
+    SendLimits,
+)
 from bot.storage.admin import AdminQueries
 from bot.storage.db import create_db_engine, migrations_current, upgrade
 from bot.storage.deliveries import DeliveryLog
@@ -98,7 +105,8 @@ class Seams:
 
     `clock` is every service's time; `msal_http_client` answers for Entra ID;
     `bot_credentials_factory` gives the bot's outgoing replies a token (botbuilder's own, from
-    the app id and password, by default); `connector_retry` is how proactive sends are retried;
+    the app id and password, by default); `connector_retry` is how proactive sends are retried
+    and `send_limits` how they are paced (by default Teams' limits, PROACTIVE_TENANT_RATE);
     `mail_app_token` is the app-only token approval mail is sent with; `graph_sleep` and
     `graph_timeout_seconds` are the Graph client's waits between retries and per call;
     `checkpoint` is called at the booking path's crash points (bot/tasks.py).
@@ -108,6 +116,7 @@ class Seams:
     msal_http_client: MsalHttpClient | None = None
     bot_credentials_factory: ServiceClientCredentialsFactory | None = None
     connector_retry: RetryPolicy | None = None
+    send_limits: SendLimits | None = None
     mail_app_token: AppTokenSource | None = None
     graph_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     graph_timeout_seconds: float = GRAPH_TIMEOUT_SECONDS
@@ -361,7 +370,11 @@ async def create_app(settings: Settings, seams: Seams = PRODUCTION) -> web.Appli
             seams,
             http=http,
             messenger=TeamsMessenger(
-                adapter, settings.microsoft_app_id, retry=seams.connector_retry
+                adapter,
+                settings.microsoft_app_id,
+                retry=seams.connector_retry,
+                limits=seams.send_limits
+                or SendLimits(per_tenant=RateLimiter.per_second(settings.proactive_tenant_rate)),
             ),
         )
     except BaseException:

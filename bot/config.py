@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     room_cache_seconds: int = Field(
         default=900, ge=0, le=86400, validation_alias="ROOM_CACHE_SECONDS"
     )
+    # Proactive calls a second per tenant (bot.notifications.SendLimits), under Teams' ~30.
+    proactive_tenant_rate: float = Field(
+        default=25.0, gt=0, le=30, validation_alias="PROACTIVE_TENANT_RATE"
+    )
     # Graph mode: the mailbox (UPN or object id) approval mails are sent from when an approver
     # cannot be reached in Teams; empty turns mail off (docs/ADMIN.md, Mail.Send).
     notify_mail_from: str = Field(default="", validation_alias="NOTIFY_MAIL_FROM")

@@ -15,6 +15,8 @@ import html
 import json
 import logging
 import random as random_module
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +80,96 @@ RETRYABLE_STATUSES: frozenset[int] = frozenset({412, 429, 502, 503, 504})
 NOT_CARRIED_OUT: frozenset[int] = frozenset({412, 429, 503})
 
 T = TypeVar("T")
+
+# Teams' limits for a bot's proactive traffic (https://learn.microsoft.com/microsoftteams/platform/
+# bots/how-to/rate-limit): per conversation ("thread") 7 messages in 1 s, 8 in 2 s, 60 in 30 s and
+# 1,800 in an hour; per app and tenant about 30 requests a second (PLATFORM.md). The pace here stays
+# a step under each: the connector counts arrivals, and calls spaced here can arrive closer.
+CONVERSATION_WINDOWS: tuple[tuple[int, float], ...] = (
+    (6, 1.0),
+    (7, 2.0),
+    (55, 30.0),
+    (1700, 3600.0),
+)
+TENANT_RATE = 25.0
+"""Proactive calls a second per tenant (PROACTIVE_TENANT_RATE), evenly spaced."""
+
+
+class RateLimiter:
+    """At most `limit` starts per key in any `seconds` long window, for each (limit, seconds) of
+    `windows`. Every caller reserves its start at once, after the key's previous one: callers
+    start in the order they asked, and none waits in a loop. `clock` and `sleep` are injected
+    for a controlled clock; keys idle for the longest window are forgotten."""
+
+    def __init__(
+        self,
+        windows: Sequence[tuple[int, float]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if not windows or any(limit < 1 or seconds <= 0 for limit, seconds in windows):
+            raise ValueError("every window needs a limit of 1 or more and a positive length")
+        self._windows = tuple(windows)
+        self._longest = max(seconds for _, seconds in windows)
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: OrderedDict[str, list[float]] = OrderedDict()
+        """Per key, its starts within the longest window (reserved ones too), oldest first."""
+
+    @classmethod
+    def per_second(cls, rate: float, **kwargs: Any) -> RateLimiter:
+        """Evenly spaced starts, `rate` a second."""
+        return cls([(1, 1.0 / rate)], **kwargs)
+
+    async def wait(self, key: str) -> float:
+        """Wait for this key's next start; the seconds waited."""
+        now = self._clock()
+        self._forget_idle(now)
+        starts = [t for t in self._starts.pop(key, []) if t > now - self._longest]
+        start = max([now, *starts[-1:]])
+        moved = True
+        while moved:
+            moved = False
+            for limit, seconds in self._windows:
+                inside = [t for t in starts if t > start - seconds]
+                if len(inside) >= limit:
+                    # Start when the oldest start that is one too many has left the window.
+                    start = inside[len(inside) - limit] + seconds
+                    moved = True
+        starts.append(start)
+        self._starts[key] = starts
+        wait = start - now
+        if wait > 0:
+            await self._sleep(wait)
+        return wait
+
+    def __len__(self) -> int:
+        """How many keys are remembered (those with a start within the longest window)."""
+        return len(self._starts)
+
+    def _forget_idle(self, now: float) -> None:
+        while self._starts:
+            key, starts = next(iter(self._starts.items()))
+            if starts and starts[-1] > now - self._longest:
+                return
+            del self._starts[key]
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """The pace of proactive connector calls: per conversation, and per tenant for all calls."""
+
+    per_conversation: RateLimiter = field(default_factory=lambda: RateLimiter(CONVERSATION_WINDOWS))
+    per_tenant: RateLimiter = field(default_factory=lambda: RateLimiter.per_second(TENANT_RATE))
+
+    async def wait(self, tenant_id: str, conversation_id: str | None) -> float:
+        """Wait until a call to this conversation (None: a new one) of this tenant may start;
+        the seconds waited."""
+        waited = 0.0
+        if conversation_id is not None:
+            waited += await self.per_conversation.wait(conversation_id)
+        return waited + await self.per_tenant.wait(tenant_id)
 
 
 @dataclass(frozen=True)

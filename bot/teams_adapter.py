@@ -50,7 +50,7 @@ from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.config import Settings
 from bot.logs import REQUEST_ID_HEADER, begin_request, bind_activity
-from bot.notifications import DeliveryError, RetryPolicy
+from bot.notifications import DeliveryError, RetryPolicy, SendLimits
 from bot.teams_handler import FrontdeskBot, card_invoke_response, card_message
 from cards.common import Card, message_card
 
@@ -506,17 +506,26 @@ class TeamsMessenger:
     retry), or status None when the connector could not be reached at all. Every call goes
     through `retry` (bot.notifications.RetryPolicy: Teams' retry guidance), and only there: the
     adapter's connector clients send through the shared session, without msrest's retries.
+    Every attempt first waits its turn under `limits` (Teams' rate limits per conversation and
+    per tenant), so a burst of cards goes out at the pace Teams allows instead of into 429s.
     """
 
     def __init__(
-        self, adapter: CloudAdapter, app_id: str, *, retry: RetryPolicy | None = None
+        self,
+        adapter: CloudAdapter,
+        app_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        limits: SendLimits | None = None,
     ) -> None:
         self._adapter = adapter
         self._app_id = app_id
         self._retry = retry or RetryPolicy()
+        self._limits = limits or SendLimits()
 
     async def send(self, reference: Mapping[str, Any], card: Card) -> str | None:
         async def once() -> str | None:
+            await self._limits.wait(*_tenant_and_conversation(reference))
             sent: list[str | None] = []
 
             async def post(context: TurnContext) -> None:
@@ -534,7 +543,11 @@ class TeamsMessenger:
             activity.id = activity_id
             await context.update_activity(activity)
 
-        await self._retry.run("update", lambda: self._continue(reference, put), creates=False)
+        async def once() -> None:
+            await self._limits.wait(*_tenant_and_conversation(reference))
+            await self._continue(reference, put)
+
+        await self._retry.run("update", once, creates=False)
 
     async def open_personal(
         self, *, template: Mapping[str, Any], tenant_id: str, user_id: str
@@ -557,6 +570,7 @@ class TeamsMessenger:
             references.append(reference)
 
         async def once() -> None:
+            await self._limits.wait(tenant_id, None)
             await _guard(
                 self._adapter.create_conversation(
                     self._app_id, opened, parameters, base.channel_id or "msteams", base.service_url
@@ -590,6 +604,8 @@ class TeamsMessenger:
             posted.append((conversation_id, reference, message_id or context.activity.id))
 
         async def once() -> None:
+            # A new thread in the channel: the channel's own pace counts.
+            await self._limits.wait(tenant_id, channel_id)
             await _guard(
                 self._adapter.create_conversation(
                     self._app_id,
@@ -623,6 +639,13 @@ class TeamsMessenger:
         )
         if failures:
             await _guard(_raise(failures[0]))
+
+
+def _tenant_and_conversation(reference: Mapping[str, Any]) -> tuple[str, str]:
+    """The tenant and conversation a stored conversation reference names."""
+    conversation = reference.get("conversation") or {}
+    tenant = conversation.get("tenantId") or conversation.get("tenantID") or ""
+    return str(tenant), str(conversation.get("id") or "")
 
 
 async def _raise(error: Exception) -> None:
