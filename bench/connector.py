@@ -50,6 +50,8 @@ class Connector:
         self.in_flight = 0
         self.max_in_flight = 0
         self._conversation_times.clear()
+        self.arrivals: list[float] = []
+        """When each counted request arrived (monotonic seconds)."""
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class Connector:
             "throttled": self.throttled,
             "delivered": dict(self.delivered),
             "max_in_flight": self.max_in_flight,
+            "peak_per_second": peak_per_second(self.arrivals),
         }
 
     def new_id(self) -> str:
@@ -80,11 +83,23 @@ class Connector:
         return False
 
 
+def peak_per_second(arrivals: list[float]) -> int:
+    """The most arrivals within any one-second window."""
+    times = sorted(arrivals)
+    peak = first = 0
+    for last, at in enumerate(times):
+        while at - times[first] >= 1.0:
+            first += 1
+        peak = max(peak, last - first + 1)
+    return peak
+
+
 def build_app(connector: Connector) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
 
     async def answer(request: web.Request, kind: str) -> web.Response:
         await request.read()
+        connector.arrivals.append(time.monotonic())
         connector.counts[kind] += 1
         connector.in_flight += 1
         connector.max_in_flight = max(connector.max_in_flight, connector.in_flight)

@@ -96,8 +96,13 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             _verdict(
                 f"{burst['recipients']} proactive approval cards with 429s",
                 "none lost, none doubled, limits respected",
-                f"{burst['lost']} lost, {burst['doubled']} doubled, {burst['cards_per_second']}/s",
-                burst["lost"] == 0 and burst["doubled"] == 0,
+                f"{burst['lost']} lost, {burst['doubled']} doubled, {burst['cards_per_second']}/s, "
+                f"peak {burst.get('peak_requests_per_second')}/s (limit "
+                f"{burst.get('tenant_limit_per_second')}/s)",
+                burst["lost"] == 0
+                and burst["doubled"] == 0
+                and burst.get("peak_requests_per_second", 0)
+                <= burst.get("tenant_limit_per_second", 0),
             )
         )
     big = notes.get("large_database")

@@ -3,6 +3,7 @@ and a burst of proactive approval cards through the product's messenger."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -21,6 +22,10 @@ from tests.support.fake_token_service import FakeTokenService
 
 GRAPH_LATENCY = 0.150
 RETRY_AFTER = 0.2
+SENDERS = 8
+"""Requests notifying their approvers at once in the proactive burst."""
+TEAMS_TENANT_LIMIT = 30
+"""Requests a second Teams allows an app per tenant (../shared/PLATFORM.md)."""
 """Seconds the connector's 429s ask to wait (short, so the burst fits in `make bench`)."""
 CONNECTION = "graph"
 TOKEN_EXCHANGE_URI = "api://frontdesk.contoso.example/botid-00000000-0000-0000-0000-000000000001"
@@ -131,8 +136,9 @@ async def proactive_burst(
     connector: ConnectorControl, *, recipients: int, throttle_share: float = 0.05
 ) -> dict[str, Any]:
     """An approval card to each of `recipients` personal chats through the product's messenger
-    (TeamsMessenger on the product's adapter), sent the way RequestNotifier sends a stage's
-    cards (one after another), with the connector answering a share of sends 429."""
+    (TeamsMessenger on the product's adapter, with its pace: Teams' limits), sent the way
+    RequestNotifier sends a stage's cards (one after another) by SENDERS requests notifying at
+    once, with the connector answering a share of sends 429."""
     from bot.config import load_settings
     from bot.teams_adapter import TeamsMessenger, build_adapter
 
@@ -157,7 +163,12 @@ async def _send_burst(
     await connector.configure(delay=0.005, throttle_share=throttle_share, retry_after=RETRY_AFTER)
     refused: dict[int | None, int] = {}
     began = time.perf_counter()
-    for index in range(recipients):
+
+    async def sender(indexes: range) -> None:
+        for index in indexes:
+            await send_one(index)
+
+    async def send_one(index: int) -> None:
         reference = {
             "activityId": None,
             "bot": {"id": "28:bench-bot", "name": "Frontdesk"},
@@ -174,6 +185,8 @@ async def _send_burst(
             await messenger.send(reference, card)
         except DeliveryError as error:
             refused[error.status] = refused.get(error.status, 0) + 1
+
+    await asyncio.gather(*(sender(range(i, recipients, SENDERS)) for i in range(SENDERS)))
     took = time.perf_counter() - began
     stats = await connector.stats()
     await connector.configure(delay=0.0, throttle_share=0.0)
@@ -194,11 +207,16 @@ async def _send_burst(
         "answered_429": stats["throttled"],
         "errors_raised": {str(k): v for k, v in refused.items()},
         "new_connections": stats["connections"],
+        "senders": SENDERS,
+        "peak_requests_per_second": stats["peak_per_second"],
+        "tenant_limit_per_second": TEAMS_TENANT_LIMIT,
         "retries_seen_by_connector": sum(stats["counts"].values()) - recipients,
     }
     result["summary"] = (
         f"{recipients} cards in {result['seconds']} s ({result['cards_per_second']}/s): "
         f"{reached} delivered, {lost} lost, {doubled} doubled; the connector answered "
-        f"{stats['throttled']} with 429 and saw {result['retries_seen_by_connector']} retries"
+        f"{stats['throttled']} with 429 and saw {result['retries_seen_by_connector']} retries; "
+        f"at most {stats['peak_per_second']} requests in any second (Teams allows about "
+        f"{TEAMS_TENANT_LIMIT} per tenant)"
     )
     return result

@@ -64,6 +64,7 @@ def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     burst = notes["proactive_burst"]
     assert burst["recipients"] == 20
     assert burst["delivered"] + burst["lost"] == 20
+    assert 1 <= burst["peak_requests_per_second"] <= burst["tenant_limit_per_second"]
     assert report["targets"], "no target verdicts"
     table = (out / "latest.md").read_text()
     assert "| message | stock echo |" in table and "| target | goal | measured | met |" in table
