@@ -97,9 +97,10 @@ TENANT_RATE = 25.0
 
 class RateLimiter:
     """At most `limit` starts per key in any `seconds` long window, for each (limit, seconds) of
-    `windows`. Every caller reserves its start at once, after the key's previous one: callers
-    start in the order they asked, and none waits in a loop. `clock` and `sleep` are injected
-    for a controlled clock; keys idle for the longest window are forgotten."""
+    `windows`. Callers of one key go through its gate one at a time, in the order they asked
+    (asyncio's lock is first come, first served), and the gate notes when each really started:
+    a caller that wakes late (a busy event loop) delays the next ones instead of bunching with
+    them. `clock` and `sleep` are injected for a controlled clock; idle keys are forgotten."""
 
     def __init__(
         self,
@@ -114,46 +115,61 @@ class RateLimiter:
         self._longest = max(seconds for _, seconds in windows)
         self._clock = clock
         self._sleep = sleep
-        self._starts: OrderedDict[str, list[float]] = OrderedDict()
-        """Per key, its starts within the longest window (reserved ones too), oldest first."""
+        self._keys: OrderedDict[str, _Gate] = OrderedDict()
 
     @classmethod
     def per_second(cls, rate: float, **kwargs: Any) -> RateLimiter:
         """Evenly spaced starts, `rate` a second."""
         return cls([(1, 1.0 / rate)], **kwargs)
 
+    def __len__(self) -> int:
+        """How many keys are remembered (in use, or with a start within the longest window)."""
+        return len(self._keys)
+
     async def wait(self, key: str) -> float:
         """Wait for this key's next start; the seconds waited."""
-        now = self._clock()
-        self._forget_idle(now)
-        starts = [t for t in self._starts.pop(key, []) if t > now - self._longest]
-        start = max([now, *starts[-1:]])
-        moved = True
-        while moved:
-            moved = False
-            for limit, seconds in self._windows:
-                inside = [t for t in starts if t > start - seconds]
-                if len(inside) >= limit:
-                    # Start when the oldest start that is one too many has left the window.
-                    start = inside[len(inside) - limit] + seconds
-                    moved = True
-        starts.append(start)
-        self._starts[key] = starts
-        wait = start - now
-        if wait > 0:
-            await self._sleep(wait)
-        return wait
-
-    def __len__(self) -> int:
-        """How many keys are remembered (those with a start within the longest window)."""
-        return len(self._starts)
+        asked = self._clock()
+        self._forget_idle(asked)
+        gate = self._keys.pop(key, None) or _Gate()
+        self._keys[key] = gate
+        gate.users += 1
+        try:
+            async with gate.lock:
+                now = self._clock()
+                gate.starts = [t for t in gate.starts if t > now - self._longest]
+                start = now
+                moved = True
+                while moved:
+                    moved = False
+                    for limit, seconds in self._windows:
+                        inside = [t for t in gate.starts if t > start - seconds]
+                        if len(inside) >= limit:
+                            # When the oldest start that is one too many has left the window.
+                            start = inside[len(inside) - limit] + seconds
+                            moved = True
+                if start > now:
+                    await self._sleep(start - now)
+                started = self._clock()
+                gate.starts.append(started)
+        finally:
+            gate.users -= 1
+        return started - asked
 
     def _forget_idle(self, now: float) -> None:
-        while self._starts:
-            key, starts = next(iter(self._starts.items()))
-            if starts and starts[-1] > now - self._longest:
+        while self._keys:
+            key, gate = next(iter(self._keys.items()))
+            if gate.users or (gate.starts and gate.starts[-1] > now - self._longest):
                 return
-            del self._starts[key]
+            del self._keys[key]
+
+
+@dataclass
+class _Gate:
+    """One key of a RateLimiter: its lock and its recent starts, oldest first."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    starts: list[float] = field(default_factory=list)
+    users: int = 0
 
 
 @dataclass(frozen=True)

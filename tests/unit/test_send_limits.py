@@ -5,6 +5,8 @@ start in the order they asked and as early as the windows allow, and idle keys a
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
 import pytest
 
@@ -12,7 +14,7 @@ from bot.notifications import CONVERSATION_WINDOWS, RateLimiter, SendLimits
 
 
 class Clock:
-    """A clock that moves only when told; sleeps are recorded, not slept."""
+    """A clock that moves when told and by every sleep, which is recorded, not slept."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -23,6 +25,7 @@ class Clock:
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+        self.now += seconds
 
 
 def limiter(clock: Clock, windows: tuple[tuple[int, float], ...]) -> RateLimiter:
@@ -33,31 +36,40 @@ def most_in_any_window(starts: list[float], seconds: float) -> int:
     return max(sum(1 for t in starts if s <= t < s + seconds - 1e-9) for s in starts)
 
 
+async def starts_of(pace: RateLimiter, clock: Clock, key: str, count: int) -> list[float]:
+    """When each of `count` callers, one after another, started (from the first call)."""
+    t0 = clock.now
+    starts = []
+    for _ in range(count):
+        await pace.wait(key)
+        starts.append(clock.now - t0)
+    return starts
+
+
 async def test_even_spacing_per_second() -> None:
     clock = Clock()
     pace = RateLimiter.per_second(5, clock=clock, sleep=clock.sleep)
 
-    waits = [await pace.wait("tenant") for _ in range(6)]
+    starts = await starts_of(pace, clock, "tenant", 6)
 
-    assert waits == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    assert clock.slept == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert starts == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert clock.slept == pytest.approx([0.2] * 5)
 
 
 async def test_a_burst_to_one_conversation_keeps_every_teams_window() -> None:
     clock = Clock()
     pace = limiter(clock, CONVERSATION_WINDOWS)
 
-    starts = [clock.now + await pace.wait("a:chat") for _ in range(70)]
+    starts = await starts_of(pace, clock, "a:chat", 70)
 
     assert starts == sorted(starts)
     for limit, seconds in CONVERSATION_WINDOWS:
         assert most_in_any_window(starts, seconds) <= limit, (limit, seconds)
     # As early as the windows allow: 6 at once, the 7th when the first leaves the 1 s window,
     # the 8th when the 2 s window has room, then 6 more together (1 s window full again).
-    t0 = clock.now
-    assert [s - t0 for s in starts[:14]] == pytest.approx([0.0] * 6 + [1.0] + [2.0] * 6 + [3.0])
+    assert starts[:14] == pytest.approx([0.0] * 6 + [1.0] + [2.0] * 6 + [3.0])
     # 55 in 30 s: the 56th waits for the first to leave that window.
-    assert starts[55] - t0 == pytest.approx(30.0)
+    assert starts[55] == pytest.approx(30.0)
 
 
 async def test_windows_count_real_time_too() -> None:
@@ -76,21 +88,27 @@ async def test_keys_do_not_share_their_pace() -> None:
     clock = Clock()
     pace = limiter(clock, ((1, 1.0),))
 
-    assert [await pace.wait("a") for _ in range(3)] == pytest.approx([0.0, 1.0, 2.0])
+    assert await starts_of(pace, clock, "a", 3) == pytest.approx([0.0, 1.0, 2.0])
     assert await pace.wait("b") == 0.0
 
 
-async def test_concurrent_callers_start_in_the_order_they_asked() -> None:
+async def test_concurrent_callers_start_in_the_order_they_asked_and_spaced_as_they_started() -> (
+    None
+):
     pace = RateLimiter.per_second(200)
-    order: list[int] = []
+    started: list[tuple[int, float]] = []
 
     async def call(index: int) -> None:
         await pace.wait("tenant")
-        order.append(index)
+        started.append((index, time.monotonic()))
+        if index == 3:
+            time.sleep(0.05)  # a busy event loop: the callers after it must not bunch up
 
     await asyncio.gather(*(call(index) for index in range(20)))
 
-    assert order == list(range(20))
+    assert [index for index, _ in started] == list(range(20))
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(started)]
+    assert min(gaps) >= 0.005 - 0.001, gaps
 
 
 async def test_send_limits_pace_a_tenant_across_its_conversations() -> None:
@@ -100,13 +118,17 @@ async def test_send_limits_pace_a_tenant_across_its_conversations() -> None:
         per_tenant=RateLimiter.per_second(25, clock=clock, sleep=clock.sleep),
     )
 
-    waits = [await limits.wait("tenant-1", f"a:chat-{i}") for i in range(50)]
+    t0 = clock.now
+    starts = []
+    for i in range(50):
+        await limits.wait("tenant-1", f"a:chat-{i}")
+        starts.append(clock.now - t0)
     other = await limits.wait("tenant-2", "a:elsewhere")
     new_chat = await limits.wait("tenant-1", None)
 
-    assert waits == pytest.approx([i / 25 for i in range(50)])
+    assert starts == pytest.approx([i / 25 for i in range(50)])
     assert other == 0.0
-    assert new_chat == pytest.approx(2.0)
+    assert new_chat == pytest.approx(0.04)
 
 
 async def test_idle_keys_are_forgotten() -> None:
