@@ -102,7 +102,7 @@ async def test_concurrent_callers_start_in_the_order_they_asked_and_spaced_as_th
         await pace.wait("tenant")
         started.append((index, time.monotonic()))
         if index == 3:
-            time.sleep(0.05)  # a busy event loop: the callers after it must not bunch up
+            time.sleep(0.05)  # noqa: ASYNC251 - a busy event loop, on purpose
 
     await asyncio.gather(*(call(index) for index in range(20)))
 
