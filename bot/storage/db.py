@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -62,7 +64,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # The driver's own transaction handling is off so that BEGIN is ours to issue.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
@@ -73,6 +75,29 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+# How long a connection keeps trying to switch a database into WAL mode (as long as it waits for
+# a lock otherwise: the driver's `timeout`).
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Put the database in WAL mode. Switching it needs the file to itself, and SQLite answers
+    "database is locked" at once, without its busy wait, when another connection opens or
+    switches the same new file at that moment (replicas starting together on an empty
+    database): try again, briefly, until it is switched."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 @contextmanager
