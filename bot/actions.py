@@ -634,35 +634,28 @@ class CardActions:
             return await self._request_card(actor, request_id, error.message, tone="attention")
         except RequestBusy as busy:
             return await self._request_card(actor, request_id, str(busy), tone="attention")
-        if not result.changed:
+        if result.changed:
+            notifier.changed(result.request, notice=_final_notice(result.request))
+            self._release_rejected_room(result.request)
+            message, tone = "Your decision is recorded.", "good"
+        else:
             assert result.already is not None
-            if data.get("from") == "list":
-                return await self._approvals_list(actor, result.already.message)
-            return await self._request_card(
-                actor, request_id, result.already.message, tone="attention"
-            )
-        notifier.changed(result.request, notice=_final_notice(result.request))
-        self._release_rejected_room(result.request)
-        message = "Your decision is recorded."
+            message, tone = result.already.message, "attention"
         if data.get("from") == "list":
             return await self._approvals_list(actor, message)
-        # The clicker decided, so is an approver: the request as just stored is theirs to see.
-        place = actor.place
-        role = approvals.role_of(
-            actor.user_id, result.request, in_channel=place.teams_channel_id if place else None
-        )
-        return await notifier.card(
-            result.request,
-            role,
-            viewer_id=actor.user_id,
-            time_zone=actor.time_zone,
-            message=message,
-        )
+        return await self._request_card(actor, request_id, message, tone=tone, known=result.request)
 
     async def _request_card(
-        self, actor: Actor, request_id: str, message: str | None = None, *, tone: str = "good"
+        self,
+        actor: Actor,
+        request_id: str,
+        message: str | None = None,
+        *,
+        tone: str = "good",
+        known: ServiceRequest | None = None,
     ) -> Card:
-        """The request as the actor may see it (their role from the database), with a message."""
+        """The request as the actor may see it (their role from the database), with a message;
+        `known` is the request as this click just read or stored it."""
         approvals, notifier = self._requests()
         place = actor.place
         request, role = await approvals.viewable(
@@ -670,6 +663,7 @@ class CardActions:
             request_id,
             conversation_id=place.conversation_id if place else None,
             in_channel=place.teams_channel_id if place else None,
+            known=known,
         )
         return await notifier.card(
             request,

@@ -818,13 +818,25 @@ class ApprovalService:
 
     # -- who sees what --------------------------------------------------------------------------
     async def viewable(
-        self, actor: Actor, request_id: str, *, conversation_id: str | None, in_channel: str | None
+        self,
+        actor: Actor,
+        request_id: str,
+        *,
+        conversation_id: str | None,
+        in_channel: str | None,
+        known: ServiceRequest | None = None,
     ) -> tuple[ServiceRequest, Role]:
         """The request and the actor's role in it; NotFound for anyone with no part in it.
 
         A part is being its requester, an approver of any stage, on its fulfilment team, or
-        looking at a copy of its card the bot posted in this conversation.
+        looking at a copy of its card the bot posted in this conversation. `known` is the request
+        as the caller just read or stored it (a decision's result): when the actor has a part in
+        it that needs no lookup, it is not loaded again.
         """
+        if known is not None and known.id == request_id and known.tenant_id == actor.tenant_id:
+            role = self.role_of(actor.user_id, known, in_channel=in_channel)
+            if role is not Role.VIEWER or _involved(actor.user_id, known):
+                return known, role
         return await asyncio.to_thread(
             self._viewable, actor, request_id, conversation_id, in_channel
         )
@@ -840,7 +852,7 @@ class ApprovalService:
         request = _request(record)
         role = self.role_of(actor.user_id, request, in_channel=in_channel)
         if role is Role.VIEWER:
-            involved = any(actor.user_id in stage.approvers for stage in request.state.stages)
+            involved = _involved(actor.user_id, request)
             posted_here = conversation_id is not None and any(
                 card.conversation_id is not None
                 and _thread_base(card.conversation_id) == _thread_base(conversation_id)
@@ -1009,6 +1021,11 @@ _FULFIL_TEXT: dict[FulfilmentStatus, str] = {
     FulfilmentStatus.DONE: "done",
     FulfilmentStatus.CANNOT_DO: "as cannot be done",
 }
+
+
+def _involved(user_id: str, request: ServiceRequest) -> bool:
+    """Whether the user is an approver of any of the request's stages."""
+    return any(user_id in stage.approvers for stage in request.state.stages)
 
 
 def _thread_base(conversation_id: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -42,6 +43,7 @@ from bot.approvals.service import (
     CSV_HEADER,
     ApprovalService,
     DecisionResult,
+    Role,
     ServiceRequest,
 )
 from bot.errors import InputError, NotAllowed, NotFound
@@ -247,6 +249,28 @@ async def test_a_refused_decision_changes_nothing(
     assert stored(repo, request.id) == before
     assert actions(repo, request.id) == [("submitted", "user-req")]
     assert repo.approvers(request.id) == [("manager", "user-mgr")]
+
+
+async def test_a_known_request_spares_a_load_only_for_those_with_a_part_in_it(
+    service: ApprovalService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = await submit_laptops(service)
+    result = await service.decide(MANAGER, request.id, items="all", approve=True)
+
+    view: dict[str, Any] = {"conversation_id": None, "in_channel": None, "known": result.request}
+    decider, role = await service.viewable(MANAGER, request.id, **view)
+    # Someone with no part in it (or a known request of another tenant) gets what loading says.
+    with pytest.raises(NotFound):
+        await service.viewable(OUTSIDER, request.id, **view)
+    elsewhere = make_actor("user-mgr", tenant="tenant-2")
+    with pytest.raises(NotFound):
+        await service.viewable(elsewhere, request.id, **view)
+    loads: list[str] = []
+    monkeypatch.setattr(service, "_viewable", lambda *args: loads.append("load"))
+    await service.viewable(SECURITY[0], request.id, **view)
+
+    assert decider is result.request and role is Role.VIEWER
+    assert loads == []
 
 
 @pytest.mark.parametrize("request_id", ["no-such-request", "' OR 1=1 --", ""])
