@@ -15,7 +15,6 @@ from typing import Any
 from bot.admin import AdminService, NotAdmin
 from bot.approvals.errors import AlreadyDecided, FormError, NotAnApprover, PolicyError
 from bot.approvals.service import (
-    ROOM_BOOKING,
     ApprovalService,
     RequestBusy,
     RequestNotFound,
@@ -48,8 +47,6 @@ from bot.storage.tables import (
     Booking,
     BookingApproval,
     BookingStatus,
-    FulfilmentStatus,
-    ServiceRequestStatus,
 )
 from cards.admin import admin_card, reassign_card
 from cards.booking import (
@@ -69,9 +66,12 @@ from cards.requests import (
     BookingChoice,
     approvals_card,
     categories_card,
+    final_notice,
     form_inputs,
+    fulfilment_notice,
     my_requests_card,
     request_form_card,
+    submitted_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -607,7 +607,7 @@ class CardActions:
             Role.REQUESTER,
             viewer_id=actor.user_id,
             time_zone=actor.time_zone,
-            message=_submitted_text(request),
+            message=submitted_text(request),
         )
 
     async def request_show(self, actor: Actor, data: Mapping[str, Any]) -> Card:
@@ -635,7 +635,7 @@ class CardActions:
         except RequestBusy as busy:
             return await self._request_card(actor, request_id, str(busy), tone="attention")
         if result.changed:
-            notifier.changed(result.request, notice=_final_notice(result.request))
+            notifier.changed(result.request, notice=final_notice(result.request))
             self._release_rejected_room(result.request)
             message, tone = "Your decision is recorded.", "good"
         else:
@@ -714,7 +714,7 @@ class CardActions:
         except InputError as error:
             return await self._request_card(actor, request_id, error.message, tone="attention")
         if result.changed:
-            notifier.changed(result.request, notice=_fulfilment_notice(result.request, actor))
+            notifier.changed(result.request, notice=fulfilment_notice(result.request, actor.name))
             return await self._request_card(actor, request_id, "Updated. The requester is told.")
         return await self._request_card(actor, request_id, result.message, tone="attention")
 
@@ -834,54 +834,6 @@ def _held_text(request: ServiceRequest) -> str:
 
 def _category_names(approvals: ApprovalService) -> dict[str, str]:
     return approvals.category_names()
-
-
-def _submitted_text(request: ServiceRequest) -> str:
-    stage = request.state.current_stage if request.pending else None
-    if stage is not None:
-        return f"Sent. It now waits for {stage.name}; you will hear back here."
-    return "Sent. Nothing needed approval: it went straight to the fulfilment team."
-
-
-def _final_notice(request: ServiceRequest) -> tuple[str, str] | None:
-    """What the requester is told when a decision finishes the approval (None: not finished)."""
-    if request.category_id == ROOM_BOOKING:
-        if request.status == ServiceRequestStatus.APPROVED:
-            return "Room approved", "The room's owners approved it: the booking is confirmed."
-        if request.status == ServiceRequestStatus.REJECTED:
-            return (
-                "Room not approved",
-                "The room's owners did not approve it, so the booking is cancelled and the room "
-                "is free again. Open it to see their comment, or book another room.",
-            )
-        return None
-    if request.status == ServiceRequestStatus.APPROVED:
-        return (
-            "Request approved",
-            "Everything was approved. The fulfilment team takes it from here.",
-        )
-    if request.status == ServiceRequestStatus.PARTIALLY_APPROVED:
-        return (
-            "Request partly approved",
-            "Some items were approved and some rejected; open it to see which. The approved "
-            "ones go to the fulfilment team.",
-        )
-    if request.status == ServiceRequestStatus.REJECTED:
-        return "Request rejected", "Your request was rejected. Open it to see the comments."
-    return None
-
-
-def _fulfilment_notice(request: ServiceRequest, actor: Actor) -> tuple[str, str]:
-    who = actor.name or "The fulfilment team"
-    texts = {
-        FulfilmentStatus.IN_PROGRESS: ("Work started", f"{who} started on it."),
-        FulfilmentStatus.DONE: ("Request done", f"{who} marked it done."),
-        FulfilmentStatus.CANNOT_DO: (
-            "Request cannot be done",
-            f"{who} cannot do it. Open it to see why.",
-        ),
-    }
-    return texts.get(request.fulfilment, ("Request updated", "Open it to see where it stands."))
 
 
 def _graph_error_card(error: GraphError, verb: Verb) -> Card:

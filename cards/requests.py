@@ -43,7 +43,7 @@ from bot.approvals.catalogue import (
 )
 from bot.approvals.models import WHOLE_REQUEST_ITEM_ID
 from bot.approvals.policy import StageMode
-from bot.approvals.service import AuditEntry, Role, ServiceRequest
+from bot.approvals.service import ROOM_BOOKING, AuditEntry, Role, ServiceRequest
 from bot.approvals.state import MAX_COMMENT, ItemOutcome
 from bot.commands import Verb
 from bot.storage.tables import FulfilmentStatus, ServiceRequestStatus
@@ -609,3 +609,54 @@ def _in_sentence(name: str) -> str:
     if len(name) > 1 and name[0].isupper() and name[1].islower():
         return name[0].lower() + name[1:]
     return name
+
+
+# -- what the requester is told (an update card's title and text) -------------------------------
+def submitted_text(request: ServiceRequest) -> str:
+    """What the requester's card says when their request is sent."""
+    stage = request.state.current_stage if request.pending else None
+    if stage is not None:
+        return f"Sent. It now waits for {stage.name}; you will hear back here."
+    return "Sent. Nothing needed approval: it went straight to the fulfilment team."
+
+
+def final_notice(request: ServiceRequest) -> tuple[str, str] | None:
+    """What the requester is told when a decision finishes the approval (None: not finished)."""
+    if request.category_id == ROOM_BOOKING:
+        if request.status == ServiceRequestStatus.APPROVED:
+            return "Room approved", "The room's owners approved it: the booking is confirmed."
+        if request.status == ServiceRequestStatus.REJECTED:
+            return (
+                "Room not approved",
+                "The room's owners did not approve it, so the booking is cancelled and the room "
+                "is free again. Open it to see their comment, or book another room.",
+            )
+        return None
+    if request.status == ServiceRequestStatus.APPROVED:
+        return (
+            "Request approved",
+            "Everything was approved. The fulfilment team takes it from here.",
+        )
+    if request.status == ServiceRequestStatus.PARTIALLY_APPROVED:
+        return (
+            "Request partly approved",
+            "Some items were approved and some rejected; open it to see which. The approved "
+            "ones go to the fulfilment team.",
+        )
+    if request.status == ServiceRequestStatus.REJECTED:
+        return "Request rejected", "Your request was rejected. Open it to see the comments."
+    return None
+
+
+def fulfilment_notice(request: ServiceRequest, by: str) -> tuple[str, str]:
+    """What the requester is told when the fulfilment team (`by`, a name) moves the request on."""
+    who = by or "The fulfilment team"
+    texts = {
+        FulfilmentStatus.IN_PROGRESS: ("Work started", f"{who} started on it."),
+        FulfilmentStatus.DONE: ("Request done", f"{who} marked it done."),
+        FulfilmentStatus.CANNOT_DO: (
+            "Request cannot be done",
+            f"{who} cannot do it. Open it to see why.",
+        ),
+    }
+    return texts.get(request.fulfilment, ("Request updated", "Open it to see where it stands."))

@@ -60,7 +60,7 @@ STAGES = (
 )
 
 
-def _request(state: ApprovalState, **changes: Any) -> ServiceRequest:
+def make_request(state: ApprovalState, **changes: Any) -> ServiceRequest:
     request = ServiceRequest(
         id=REQUEST_ID,
         tenant_id="tenant",
@@ -151,9 +151,9 @@ def request_cards() -> dict[str, dict[str, Any]]:
         history=history,
         booking_text="Compass, Mon 23 Nov 2026, 10:00–11:00",
     )
-    pending = _request(after_manager)
-    done = _request(finished, fulfilment=FulfilmentStatus.WAITING)
-    single = _request(
+    pending = make_request(after_manager)
+    done = make_request(finished, fulfilment=FulfilmentStatus.WAITING)
+    single = make_request(
         ApprovalState.start(STAGES[:1], FORM.items[:1]), items=FORM.items[:1], booking_id=None
     )
     refresh = ["29:ada", "29:katherine", "29:dorothy"]

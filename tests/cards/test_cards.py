@@ -20,7 +20,8 @@ from bot.approvals.errors import (
     PolicyError,
     UnknownItem,
 )
-from bot.approvals.service import RequestBusy, RequestNotFound
+from bot.approvals.service import ROOM_BOOKING, RequestBusy, RequestNotFound
+from bot.approvals.state import ApprovalState
 from bot.booking import BookingService, PendingBooking, SeriesOccurrence, SeriesResult
 from bot.commands import COMMANDS, Verb
 from bot.errors import (
@@ -40,7 +41,13 @@ from bot.identity.errors import (
     TokenServiceError,
 )
 from bot.models import Equipment, FormValues, Offer, Repeat, Room, SearchQuery, SearchResult
-from bot.storage.tables import Booking, BookingApproval, BookingStatus
+from bot.storage.tables import (
+    Booking,
+    BookingApproval,
+    BookingStatus,
+    FulfilmentStatus,
+    ServiceRequestStatus,
+)
 from cards.booking import (
     NO_ONLINE_MEETINGS,
     booking_form,
@@ -55,8 +62,9 @@ from cards.booking import (
 )
 from cards.common import message_card
 from cards.help import help_card, welcome_card
+from cards.requests import final_notice, fulfilment_notice
 from tests.cards.admin_cards import admin_cards
-from tests.cards.request_cards import request_cards
+from tests.cards.request_cards import FORM, STAGES, make_request, request_cards
 from tests.support.cardcheck import (
     invariant_problems,
     renderer_warnings,
@@ -758,3 +766,39 @@ def test_the_working_card_says_what_it_books_and_asks_again_for_the_user() -> No
     assert card["refresh"]["action"]["verb"] == Verb.BOOKING_BOOK
     assert card["refresh"]["userIds"] == ["29:megan"]
     assert "refresh" not in CARDS["working"]
+
+
+REQUEST_STATE = ApprovalState.start(STAGES, FORM.items)
+
+
+@pytest.mark.parametrize(
+    ("category", "status", "title"),
+    [
+        ("catering", ServiceRequestStatus.PENDING, None),
+        ("catering", ServiceRequestStatus.APPROVED, "Request approved"),
+        ("catering", ServiceRequestStatus.PARTIALLY_APPROVED, "Request partly approved"),
+        ("catering", ServiceRequestStatus.REJECTED, "Request rejected"),
+        ("catering", ServiceRequestStatus.CANCELLED, None),
+        (ROOM_BOOKING, ServiceRequestStatus.APPROVED, "Room approved"),
+        (ROOM_BOOKING, ServiceRequestStatus.PARTIALLY_APPROVED, None),
+        (ROOM_BOOKING, ServiceRequestStatus.REJECTED, "Room not approved"),
+    ],
+)
+def test_the_requester_is_told_when_the_approval_ends(
+    category: str, status: ServiceRequestStatus, title: str | None
+) -> None:
+    notice = final_notice(make_request(REQUEST_STATE, category_id=category, status=status))
+
+    assert (notice[0] if notice else None) == title
+
+
+def test_the_requester_is_told_who_moved_the_fulfilment_on() -> None:
+    def told(status: FulfilmentStatus, by: str = "Lynne") -> tuple[str, str]:
+        return fulfilment_notice(make_request(REQUEST_STATE, fulfilment=status), by)
+
+    assert told(FulfilmentStatus.DONE) == ("Request done", "Lynne marked it done.")
+    assert told(FulfilmentStatus.IN_PROGRESS, "") == (
+        "Work started",
+        "The fulfilment team started on it.",
+    )
+    assert told(FulfilmentStatus.WAITING)[0] == "Request updated"
