@@ -182,7 +182,7 @@ async def _send_burst(
             "user": {"id": f"29:approver-{index}", "aadObjectId": str(uuid.uuid4())},
         }
         try:
-            await messenger.send(reference, card)
+            await messenger.send(reference, card, tenant_id=TENANT_ID)
         except DeliveryError as error:
             refused[error.status] = refused.get(error.status, 0) + 1
 

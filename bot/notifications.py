@@ -254,12 +254,14 @@ class RetryPolicy:
 class Messenger(Protocol):
     """Proactive messages through the Bot Connector (implemented at the Teams edge)."""
 
-    async def send(self, reference: Mapping[str, Any], card: Card) -> str | None:
-        """Post a card to the conversation; the new message's id."""
+    async def send(self, reference: Mapping[str, Any], card: Card, *, tenant_id: str) -> str | None:
+        """Post a card to the conversation (of that tenant); the new message's id."""
         ...
 
-    async def update(self, reference: Mapping[str, Any], activity_id: str, card: Card) -> None:
-        """Replace the card in a message the bot posted."""
+    async def update(
+        self, reference: Mapping[str, Any], activity_id: str, card: Card, *, tenant_id: str
+    ) -> None:
+        """Replace the card in a message the bot posted (in a conversation of that tenant)."""
         ...
 
     async def open_personal(
@@ -679,7 +681,7 @@ class RequestNotifier:
             category_name=self._approvals.category_name(request.category_id),
         )
         try:
-            await self._messenger.send(json.loads(ref.reference), card)
+            await self._messenger.send(json.loads(ref.reference), card, tenant_id=request.tenant_id)
         except DeliveryError as error:
             logger.warning(
                 "could not tell the requester of %s: status=%s", request.id, error.status
@@ -699,7 +701,9 @@ class RequestNotifier:
             zone = await self._zone_of(request.tenant_id, row.user_id)
             card = await self.card(request, role, viewer_id=viewer, time_zone=zone)
             try:
-                await self._messenger.update(json.loads(row.reference), row.activity_id, card)
+                await self._messenger.update(
+                    json.loads(row.reference), row.activity_id, card, tenant_id=request.tenant_id
+                )
                 updated += 1
             except DeliveryError as error:
                 logger.warning(
@@ -787,7 +791,9 @@ class RequestNotifier:
         error when the chat refuses the bot for good (the caller marks it stale)."""
         assert self._messenger is not None
         try:
-            activity_id = await self._messenger.send(json.loads(ref.reference), card)
+            activity_id = await self._messenger.send(
+                json.loads(ref.reference), card, tenant_id=request.tenant_id
+            )
         except DeliveryError as error:
             logger.info(
                 "personal chat of an approver of %s refused a card: status=%s code=%s",

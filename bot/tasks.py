@@ -73,9 +73,13 @@ MAX_JOB_ATTEMPTS = 5
 class CardUpdater(Protocol):
     """What a slow click needs of the Bot Connector (bot.notifications.Messenger has it)."""
 
-    async def send(self, reference: Mapping[str, Any], card: Card) -> str | None: ...
+    async def send(
+        self, reference: Mapping[str, Any], card: Card, *, tenant_id: str
+    ) -> str | None: ...
 
-    async def update(self, reference: Mapping[str, Any], activity_id: str, card: Card) -> None: ...
+    async def update(
+        self, reference: Mapping[str, Any], activity_id: str, card: Card, *, tenant_id: str
+    ) -> None: ...
 
 
 def actor_to_dict(actor: Actor) -> dict[str, Any]:
@@ -245,9 +249,11 @@ class SlowClicks:
         try:
             reference = json.loads(place.reference)
             if place.message_id:
-                await self._messenger.update(reference, place.message_id, card)
+                await self._messenger.update(
+                    reference, place.message_id, card, tenant_id=actor.tenant_id
+                )
             else:
-                await self._messenger.send(reference, card)
+                await self._messenger.send(reference, card, tenant_id=actor.tenant_id)
         except Exception as error:  # the connector failed: the job stays, to be tried again
             logger.warning("could not update the card of a slow click: %s", error)
             return False

@@ -523,9 +523,9 @@ class TeamsMessenger:
         self._retry = retry or RetryPolicy()
         self._limits = limits or SendLimits()
 
-    async def send(self, reference: Mapping[str, Any], card: Card) -> str | None:
+    async def send(self, reference: Mapping[str, Any], card: Card, *, tenant_id: str) -> str | None:
         async def once() -> str | None:
-            await self._limits.wait(*_tenant_and_conversation(reference))
+            await self._limits.wait(tenant_id, _conversation_id(reference))
             sent: list[str | None] = []
 
             async def post(context: TurnContext) -> None:
@@ -537,14 +537,16 @@ class TeamsMessenger:
 
         return await self._retry.run("send", once, creates=True)
 
-    async def update(self, reference: Mapping[str, Any], activity_id: str, card: Card) -> None:
+    async def update(
+        self, reference: Mapping[str, Any], activity_id: str, card: Card, *, tenant_id: str
+    ) -> None:
         async def put(context: TurnContext) -> None:
             activity = card_message(card)
             activity.id = activity_id
             await context.update_activity(activity)
 
         async def once() -> None:
-            await self._limits.wait(*_tenant_and_conversation(reference))
+            await self._limits.wait(tenant_id, _conversation_id(reference))
             await self._continue(reference, put)
 
         await self._retry.run("update", once, creates=False)
@@ -641,11 +643,10 @@ class TeamsMessenger:
             await _guard(_raise(failures[0]))
 
 
-def _tenant_and_conversation(reference: Mapping[str, Any]) -> tuple[str, str]:
-    """The tenant and conversation a stored conversation reference names."""
+def _conversation_id(reference: Mapping[str, Any]) -> str:
+    """The conversation a stored conversation reference names."""
     conversation = reference.get("conversation") or {}
-    tenant = conversation.get("tenantId") or conversation.get("tenantID") or ""
-    return str(tenant), str(conversation.get("id") or "")
+    return str(conversation.get("id") or "")
 
 
 async def _raise(error: Exception) -> None:

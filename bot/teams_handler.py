@@ -102,17 +102,6 @@ def client_zone_of(activity: Activity) -> str | None:
     return None
 
 
-def reference_of(activity: Activity) -> dict[str, Any]:
-    """The activity's conversation reference as the bot stores it for later messages, with the
-    tenant in its conversation: botbuilder drops the `tenantId` Teams sends there, and proactive
-    sends are paced per tenant (bot.notifications.SendLimits)."""
-    reference: dict[str, Any] = TurnContext.get_conversation_reference(activity).serialize()
-    tenant = tenant_of(activity)
-    if tenant:
-        reference.setdefault("conversation", {}).setdefault("tenantId", tenant)
-    return reference
-
-
 def place_of(activity: Activity) -> Place | None:
     """The conversation the activity came from, and the clicked card's message, if any."""
     conversation = activity.conversation
@@ -121,7 +110,7 @@ def place_of(activity: Activity) -> Place | None:
     channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
     channel = channel_data.get("channel")
     channel_id = channel.get("id") if isinstance(channel, dict) else None
-    reference = reference_of(activity)
+    reference = TurnContext.get_conversation_reference(activity).serialize()
     return Place(
         conversation_id=str(conversation.id)[:512],
         conversation_type=str(conversation.conversation_type or "personal")[:32],
@@ -228,6 +217,7 @@ class FrontdeskBot(ActivityHandler):
         conversation = activity.conversation
         if conversation is None or not conversation.id or not activity.service_url:
             return None
+        reference = TurnContext.get_conversation_reference(activity)
         user_id, _ = user_of(activity.from_property)
         await self._users.remember_conversation(
             conversation_id=conversation.id,
@@ -235,7 +225,7 @@ class FrontdeskBot(ActivityHandler):
             user_id=user_id,
             conversation_type=conversation.conversation_type or "personal",
             service_url=activity.service_url,
-            reference=reference_of(activity),
+            reference=reference.serialize(),
         )
         return str(conversation.id)
 

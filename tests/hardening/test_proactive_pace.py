@@ -1,5 +1,5 @@
 """Proactive sends go out at the pace Teams allows: TeamsMessenger waits for every call's turn
-per conversation and per tenant (named by the stored conversation reference), so a burst to one
+per conversation (named by the stored conversation reference) and per tenant, so a burst to one
 chat meets a connector enforcing Teams' per-conversation limit without a single 429."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
 from bot.config import load_settings
 from bot.notifications import SendLimits
 from bot.teams_adapter import TeamsMessenger, build_adapter
-from bot.teams_handler import reference_of
 from cards.common import message_card
 from tests.perf.test_sdk_fixes import CountingConnector
 from tests.support.activities import TENANT_ID, make_message
@@ -33,7 +33,9 @@ class RecordingLimits(SendLimits):
 
 def stored_reference(service_url: str) -> dict[str, Any]:
     """A personal chat's reference as the bot stores it from a message."""
-    return reference_of(Activity().deserialize(make_message("hi", service_url=service_url)))
+    activity = Activity().deserialize(make_message("hi", service_url=service_url))
+    reference: dict[str, Any] = TurnContext.get_conversation_reference(activity).serialize()
+    return reference
 
 
 async def test_a_burst_to_one_chat_meets_teams_per_conversation_limit_without_429() -> None:
@@ -45,8 +47,10 @@ async def test_a_burst_to_one_chat_meets_teams_per_conversation_limit_without_42
         reference = stored_reference(connector.service_url)
         card = message_card("Reminder", "Catering waits for your decision.")
 
-        sent = await asyncio.gather(*(messenger.send(reference, card) for _ in range(9)))
-        await messenger.update(reference, str(sent[0]), card)
+        sent = await asyncio.gather(
+            *(messenger.send(reference, card, tenant_id=TENANT_ID) for _ in range(9))
+        )
+        await messenger.update(reference, str(sent[0]), card, tenant_id=TENANT_ID)
 
     conversation = reference["conversation"]["id"]
     assert connector.state.throttled == 0
