@@ -253,40 +253,20 @@ class ServiceRequestRepository:
 
     def profiles(self, tenant_id: str, user_ids: list[str]) -> dict[str, UserProfile]:
         """What the bot last saw of these users (name, time zone), by user id."""
-        if not user_ids:
-            return {}
-        statement = (
-            select(UserProfile)
-            .where(UserProfile.tenant_id == tenant_id)
-            .where(col(UserProfile.user_id).in_(user_ids))
-        )
         with read_session(self._engine) as session:
-            return {profile.user_id: profile for profile in session.exec(statement)}
+            return _profiles(session, tenant_id, user_ids)
 
     def card_facts(
         self, request_id: str, tenant_id: str, user_ids: list[str], booking_id: str | None
     ) -> tuple[list[AuditEvent], dict[str, UserProfile], Booking | None]:
         """What a request's card shows besides the request, read in one transaction: its audit
         events (`events`), these users' profiles (`profiles`) and its booking (`booking`)."""
-        events_statement = (
-            select(AuditEvent)
-            .where(AuditEvent.request_id == request_id)
-            .order_by(col(AuditEvent.at), col(AuditEvent.id))
-        )
-        profiles_statement = (
-            select(UserProfile)
-            .where(UserProfile.tenant_id == tenant_id)
-            .where(col(UserProfile.user_id).in_(user_ids))
-        )
         with read_session(self._engine) as session:
-            events = list(session.exec(events_statement))
-            profiles = (
-                {profile.user_id: profile for profile in session.exec(profiles_statement)}
-                if user_ids
-                else {}
+            return (
+                _events(session, request_id),
+                _profiles(session, tenant_id, user_ids),
+                session.get(Booking, booking_id) if booking_id is not None else None,
             )
-            booking = session.get(Booking, booking_id) if booking_id is not None else None
-            return events, profiles, booking
 
     def by_requester(self, tenant_id: str, requester_id: str) -> list[ServiceRequestRecord]:
         """The requester's requests, newest first."""
@@ -327,13 +307,8 @@ class ServiceRequestRepository:
 
     def events(self, request_id: str) -> list[AuditEvent]:
         """The request's audit events in the order they happened."""
-        statement = (
-            select(AuditEvent)
-            .where(AuditEvent.request_id == request_id)
-            .order_by(col(AuditEvent.at), col(AuditEvent.id))
-        )
         with read_session(self._engine) as session:
-            return list(session.exec(statement))
+            return _events(session, request_id)
 
     def all_events(self, *, tenant_id: str | None, since: datetime | None) -> list[AuditEvent]:
         """Audit events of every request (of one tenant), from `since` on, oldest first."""
@@ -348,6 +323,26 @@ class ServiceRequestRepository:
         statement = statement.order_by(col(AuditEvent.at), col(AuditEvent.id))
         with read_session(self._engine) as session:
             return list(session.exec(statement))
+
+
+def _events(session: Session, request_id: str) -> list[AuditEvent]:
+    statement = (
+        select(AuditEvent)
+        .where(AuditEvent.request_id == request_id)
+        .order_by(col(AuditEvent.at), col(AuditEvent.id))
+    )
+    return list(session.exec(statement))
+
+
+def _profiles(session: Session, tenant_id: str, user_ids: list[str]) -> dict[str, UserProfile]:
+    if not user_ids:
+        return {}
+    statement = (
+        select(UserProfile)
+        .where(UserProfile.tenant_id == tenant_id)
+        .where(col(UserProfile.user_id).in_(user_ids))
+    )
+    return {profile.user_id: profile for profile in session.exec(statement)}
 
 
 def _change(
