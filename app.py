@@ -251,7 +251,6 @@ def _admin(
         admins=settings.admin_users,
         home_tenants=[tenant] if tenant else settings.allowed_tenants,
         queries=AdminQueries(engine),
-        requests=ServiceRequestRepository(engine),
         approvals=approvals,
         clock=clock,
         day_zone=ZoneInfo(settings.timezone),

@@ -29,7 +29,6 @@ from bot.approvals.service import ApprovalService, Reassignment, RequestNotFound
 from bot.errors import InputError, NotAllowed
 from bot.models import Actor
 from bot.storage.admin import AdminQueries
-from bot.storage.service_requests import ServiceRequestRepository
 from bot.storage.tables import BookingStatus, FulfilmentStatus
 
 logger = logging.getLogger(__name__)
@@ -159,7 +158,6 @@ class AdminService:
         admins: Iterable[str],
         home_tenants: Iterable[str],
         queries: AdminQueries,
-        requests: ServiceRequestRepository,
         approvals: ApprovalService,
         clock: Callable[[], datetime],
         day_zone: ZoneInfo,
@@ -167,7 +165,6 @@ class AdminService:
         self._admins = frozenset(admin.lower() for admin in admins)
         self._home_tenants = frozenset(home_tenants)
         self._queries = queries
-        self._requests = requests
         self._approvals = approvals
         self._clock = clock
         self._day_zone = day_zone
@@ -309,8 +306,7 @@ class AdminService:
                 for approver in stage.approvers
             }
         )
-        profiles = self._requests.profiles(tenant_id, users)
-        return {user: profile.name for user, profile in profiles.items() if profile.name}
+        return self._approvals.names(tenant_id, users)
 
     def _pending(self, request: ServiceRequest, names: dict[str, str]) -> PendingApproval:
         stage = request.state.current_stage

@@ -32,7 +32,7 @@ from bot.identity.errors import IdentityError
 from bot.models import Actor
 from bot.storage.repository import BookingRepository, ConversationRepository
 from bot.storage.service_requests import ServiceRequestRepository
-from bot.storage.tables import ConversationRef, FulfilmentStatus, RequestCard, UserProfile
+from bot.storage.tables import ConversationRef, FulfilmentStatus, RequestCard
 from bot.tasks import BackgroundTasks
 from bot.users import zone_or_none
 from cards.common import Card
@@ -395,8 +395,7 @@ class RequestNotifier:
         users = {request.requester_id}
         for stage in request.state.stages:
             users.update(stage.approvers)
-        history, profiles, booking = await self._approvals.card_facts(request, sorted(users))
-        names = {user: profile.name for user, profile in profiles.items() if profile.name}
+        history, names, booking = await self._approvals.card_facts(request, sorted(users))
         booking_text = None
         if booking is not None:
             zone = zone_or_none(booking.time_zone) or self._default_zone
@@ -407,11 +406,6 @@ class RequestNotifier:
             history=history,
             booking_text=booking_text,
         )
-
-    async def _profiles(
-        self, tenant_id: str, users: Sequence[str] | set[str]
-    ) -> dict[str, UserProfile]:
-        return await asyncio.to_thread(self._requests.profiles, tenant_id, sorted(users))
 
     async def _refresh_ids(self, request: ServiceRequest) -> list[str]:
         """The Teams ids of the current approvers and the requester (at most 60)."""
@@ -436,7 +430,8 @@ class RequestNotifier:
     async def _zone_of(self, tenant_id: str, user_id: str | None) -> ZoneInfo:
         if user_id is None:
             return self._default_zone
-        profile = (await self._profiles(tenant_id, [user_id])).get(user_id)
+        profiles = await asyncio.to_thread(self._requests.profiles, tenant_id, [user_id])
+        profile = profiles.get(user_id)
         return (zone_or_none(profile.time_zone) if profile else None) or self._default_zone
 
     # -- events ------------------------------------------------------------------------------
@@ -874,8 +869,7 @@ class RequestNotifier:
         return True
 
     async def _names(self, tenant_id: str, users: Sequence[str]) -> dict[str, str]:
-        profiles = await self._profiles(tenant_id, set(users))
-        return {user: profile.name for user, profile in profiles.items() if profile.name}
+        return await asyncio.to_thread(self._approvals.names, tenant_id, users)
 
 
 @dataclass

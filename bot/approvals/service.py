@@ -628,7 +628,7 @@ class ApprovalService:
                     f"This request moved on to {stage.name} since you looked. Nothing was "
                     "changed; look at it again."
                 )
-            names = self._names(record.tenant_id, [old_approver, new_approver])
+            names = self.names(record.tenant_id, [old_approver, new_approver])
             old_name = names.get(old_approver) or old_approver
             new_name = names.get(new_approver) or new_approver
             if old_approver not in stage.approvers:
@@ -692,9 +692,10 @@ class ApprovalService:
             logger.info("service request %s changed while reassigning; trying again", record.id)
         raise RequestBusy("Others are changing this request right now. Please try again.")
 
-    def _names(self, tenant_id: str, user_ids: list[str]) -> dict[str, str]:
-        profiles = self._requests.profiles(tenant_id, user_ids)
-        return {user: profile.name for user, profile in profiles.items() if profile.name}
+    def names(self, tenant_id: str, user_ids: Sequence[str]) -> dict[str, str]:
+        """The names the bot last saw of these users, by user id (those it saw one for).
+        Blocking: call it from a worker thread."""
+        return _known_names(self._requests.profiles(tenant_id, sorted(set(user_ids))))
 
     # -- cancelling -----------------------------------------------------------------------------
     async def cancel(
@@ -969,9 +970,9 @@ class ApprovalService:
 
     async def card_facts(
         self, request: ServiceRequest, users: Sequence[str]
-    ) -> tuple[list[AuditEntry], dict[str, UserProfile], Booking | None]:
+    ) -> tuple[list[AuditEntry], dict[str, str], Booking | None]:
         """What the request's card shows besides the request, in one read: its history, these
-        users' profiles and its booking (no permission check: callers make it)."""
+        users' names (as `names`) and its booking (no permission check: callers make it)."""
         events, profiles, booking = await asyncio.to_thread(
             self._requests.card_facts,
             request.id,
@@ -979,7 +980,7 @@ class ApprovalService:
             sorted(set(users)),
             request.booking_id,
         )
-        return [_entry(event) for event in events], profiles, booking
+        return [_entry(event) for event in events], _known_names(profiles), booking
 
     async def export_audit_csv(
         self, out: TextIO, *, tenant_id: str | None = None, since: datetime | None = None
@@ -1026,6 +1027,10 @@ _FULFIL_TEXT: dict[FulfilmentStatus, str] = {
 def _involved(user_id: str, request: ServiceRequest) -> bool:
     """Whether the user is an approver of any of the request's stages."""
     return any(user_id in stage.approvers for stage in request.state.stages)
+
+
+def _known_names(profiles: Mapping[str, UserProfile]) -> dict[str, str]:
+    return {user: profile.name for user, profile in profiles.items() if profile.name}
 
 
 def _thread_base(conversation_id: str) -> str:

@@ -63,7 +63,6 @@ def make_admin(
         admins=[ADMIN_ID.upper()],  # ADMIN_USERS may spell ids in capitals
         home_tenants=home,
         queries=AdminQueries(engine),
-        requests=ServiceRequestRepository(engine),
         approvals=service,
         clock=clock,
         day_zone=TOKYO,
