@@ -963,16 +963,12 @@ class ApprovalService:
         requests = [_request(record) for record in records]
         return [r for r in requests if r.state.open_items(actor.user_id)]
 
-    async def history(self, request_id: str) -> list[AuditEntry]:
-        """The request's audit events, oldest first (no permission check: callers make it)."""
-        events = await asyncio.to_thread(self._requests.events, request_id)
-        return [_entry(event) for event in events]
-
     async def card_facts(
         self, request: ServiceRequest, users: Sequence[str]
     ) -> tuple[list[AuditEntry], dict[str, str], Booking | None]:
-        """What the request's card shows besides the request, in one read: its history, these
-        users' names (as `names`) and its booking (no permission check: callers make it)."""
+        """What the request's card shows besides the request, in one read: its history (audit
+        events, oldest first), these users' names (as `names`) and its booking (no permission
+        check: callers make it)."""
         events, profiles, booking = await asyncio.to_thread(
             self._requests.card_facts,
             request.id,
