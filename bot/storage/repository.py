@@ -384,33 +384,15 @@ class ConversationRepository:
         with read_session(self._engine) as session:
             return session.get(ConversationRef, conversation_id)
 
-    async def for_user(self, *, tenant_id: str, user_id: str) -> list[ConversationRef]:
-        return await asyncio.to_thread(self._for_user, tenant_id, user_id)
-
-    def _for_user(self, tenant_id: str, user_id: str) -> list[ConversationRef]:
-        statement = (
-            select(ConversationRef)
-            .where(ConversationRef.tenant_id == tenant_id)
-            .where(ConversationRef.user_id == user_id)
-            .order_by(col(ConversationRef.updated_at).desc())
-        )
-        with read_session(self._engine) as session:
-            return list(session.exec(statement))
-
     async def personal(
         self, *, tenant_id: str, user_id: str, include_stale: bool = False
     ) -> ConversationRef | None:
-        """The user's personal chat with the bot, the most recently used one first; one marked
-        stale (the connector refused it for good) only with `include_stale`."""
-        refs = await self.for_user(tenant_id=tenant_id, user_id=user_id)
-        return next(
-            (
-                ref
-                for ref in refs
-                if ref.conversation_type == "personal" and (include_stale or ref.stale_at is None)
-            ),
-            None,
+        """The user's personal chat with the bot, the most recently used one; one marked stale
+        (the connector refused it for good) only with `include_stale`."""
+        chats = await self.personal_chats(
+            tenant_id=tenant_id, user_ids=[user_id], include_stale=include_stale
         )
+        return chats.get(user_id)
 
     async def personal_chats(
         self, *, tenant_id: str, user_ids: Sequence[str], include_stale: bool = False

@@ -1,5 +1,5 @@
-"""Conversation references on SQLite and PostgreSQL: several users' personal chats in one query
-are what asking for each user's chat gives, stale chats left out unless asked for."""
+"""Conversation references on SQLite and PostgreSQL: each user's personal chat, the most recently
+used one, for several users in one query or for one user, stale chats left out unless asked for."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def ref(
     )
 
 
-async def test_personal_chats_of_several_users_match_one_by_one(engine: Engine) -> None:
+async def test_personal_chats_of_several_users_and_of_one(engine: Engine) -> None:
     conversations = ConversationRepository(engine)
     for row in [
         ref("a:old", "user-a", minutes=0),
@@ -61,11 +61,14 @@ async def test_personal_chats_of_several_users_match_one_by_one(engine: Engine) 
         "user-a": "a:new",
         "user-b": "b:newer-but-stale",
     }
-    for include_stale, chats in ((False, usable), (True, every)):
+    assert await conversations.personal_chats(tenant_id="tenant-1", user_ids=[]) == {}
+    # One user at a time (`personal`): the same choice.
+    for include_stale, expected in (
+        (False, {"user-a": "a:new", "user-b": "b:only", "user-c": None, "user-d": None}),
+        (True, {"user-a": "a:new", "user-b": "b:newer-but-stale", "user-c": None, "user-d": None}),
+    ):
         for user in users:
             one = await conversations.personal(
                 tenant_id="tenant-1", user_id=user, include_stale=include_stale
             )
-            found = chats.get(user)
-            assert (one and one.conversation_id) == (found and found.conversation_id)
-    assert await conversations.personal_chats(tenant_id="tenant-1", user_ids=[]) == {}
+            assert (one.conversation_id if one else None) == expected[user], (user, include_stale)
