@@ -29,6 +29,17 @@ def _utc(nullable: bool = False) -> Column[datetime]:
     return Column(UTCDateTime(), nullable=nullable)
 
 
+def _by_value(enum: type[StrEnum]) -> Enum:
+    """A status column that stores the member's value ('confirmed'), as a plain string."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
 class Booking(SQLModel, table=True):
     """A room held for a user. `attempt_id` makes a redelivered Book click book once."""
 
@@ -64,13 +75,7 @@ class Booking(SQLModel, table=True):
     # Stored by value ('confirmed'): the PostgreSQL overlap constraint filters on it.
     status: BookingStatus = Field(
         default=BookingStatus.CONFIRMED,
-        sa_type=Enum(
-            BookingStatus,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda members: [member.value for member in members],
-        ),
+        sa_type=_by_value(BookingStatus),
         nullable=False,
     )
     cancel_comment: str | None = Field(default=None, max_length=500)
@@ -79,13 +84,7 @@ class Booking(SQLModel, table=True):
     # Rooms that need approval: None for the others; the request is filed with this booking.
     approval: BookingApproval | None = Field(
         default=None,
-        sa_type=Enum(
-            BookingApproval,
-            native_enum=False,
-            create_constraint=False,
-            length=16,
-            values_callable=lambda members: [member.value for member in members],
-        ),
+        sa_type=_by_value(BookingApproval),
         nullable=True,
     )
 
