@@ -41,7 +41,7 @@ from bot.directory.local import (
 )
 from bot.graph import GraphClient
 from bot.graph.client import DEFAULT_TIMEOUT_SECONDS as GRAPH_TIMEOUT_SECONDS
-from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore
+from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore, TokenCacheStore
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
@@ -272,14 +272,8 @@ def _mailer(
         if settings.local_mode:
             logger.warning("NOTIFY_MAIL_FROM is set, but local mode has no app token: no mail")
             return None
-        identity = AppIdentity(
-            client_id=settings.microsoft_app_id,
-            client_secret=settings.microsoft_app_password.get_secret_value(),
-            tenant_id=settings.microsoft_app_tenant_id,
-            authority_host=settings.aad_authority_host,
-            http_client=msal_http_client,
-            cache_store=MemoryTokenCacheStore(),  # app-only tokens live in msal's own cache
-        )
+        # App-only tokens live in msal's own cache.
+        identity = _app_identity(settings, msal_http_client, MemoryTokenCacheStore())
         scopes = [settings.graph_scope]
 
         async def identity_token() -> str | None:
@@ -291,6 +285,21 @@ def _mailer(
         app_token=app_token,
         sender=settings.notify_mail_from,
         teams_app_id=settings.teams_app_id or settings.microsoft_app_id.lower(),
+    )
+
+
+def _app_identity(
+    settings: Settings, msal_http_client: MsalHttpClient | None, cache_store: TokenCacheStore
+) -> AppIdentity:
+    """The bot's Entra ID app registration (MICROSOFT_APP_ID, its password and tenant), with its
+    tokens cached in `cache_store`."""
+    return AppIdentity(
+        client_id=settings.microsoft_app_id,
+        client_secret=settings.microsoft_app_password.get_secret_value(),
+        tenant_id=settings.microsoft_app_tenant_id,
+        authority_host=settings.aad_authority_host,
+        http_client=msal_http_client,
+        cache_store=cache_store,
     )
 
 
@@ -334,13 +343,8 @@ def _user_tokens(
 ) -> UserTokens:
     app_identity: AppIdentity | None = None
     if not settings.local_mode:
-        app_identity = AppIdentity(
-            client_id=settings.microsoft_app_id,
-            client_secret=settings.microsoft_app_password.get_secret_value(),
-            tenant_id=settings.microsoft_app_tenant_id,
-            authority_host=settings.aad_authority_host,
-            http_client=msal_http_client,
-            cache_store=TokenCacheRepository(engine, clock),
+        app_identity = _app_identity(
+            settings, msal_http_client, TokenCacheRepository(engine, clock)
         )
     identity = app_identity
 
