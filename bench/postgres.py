@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
 from bot.storage.db import normalize_url
 
 ADMIN_URL = os.environ.get("FRONTDESK_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 
 
-def _admin() -> Engine:
-    return create_engine(normalize_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+def _execute(statement: str) -> None:
+    """One statement on the server's admin database, outside a transaction."""
+    engine = create_engine(normalize_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
 
 
 def database_url(name: str) -> str:
@@ -22,34 +28,20 @@ def database_url(name: str) -> str:
 
 def available() -> bool:
     """Whether the server answers."""
-    engine = _admin()
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        _execute("SELECT 1")
         return True
     except Exception:
         return False
-    finally:
-        engine.dispose()
 
 
 def create(name: str) -> str:
     """A new empty database `name` (an older one is dropped first); its URL."""
     drop(name)
-    engine = _admin()
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
+    _execute(f'CREATE DATABASE "{name}"')
     return database_url(name)
 
 
 def drop(name: str) -> None:
     """Drop database `name` if it exists, disconnecting whoever is still on it."""
-    engine = _admin()
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
