@@ -138,33 +138,15 @@ def template_request(
     engine = components.engine
     try:
         with engine.connect() as connection:
-            record = dict(
-                connection.execute(
-                    ServiceRequestRecord.__table__.select().where(  # type: ignore[attr-defined]
-                        ServiceRequestRecord.__table__.c.id == request.id  # type: ignore[attr-defined]
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            approvers = [
-                dict(row)
-                for row in connection.execute(
-                    RequestApprover.__table__.select().where(  # type: ignore[attr-defined]
-                        RequestApprover.__table__.c.request_id == request.id  # type: ignore[attr-defined]
-                    )
-                ).mappings()
-            ]
-            event = dict(
-                connection.execute(
-                    AuditEvent.__table__.select().where(  # type: ignore[attr-defined]
-                        AuditEvent.__table__.c.request_id == request.id  # type: ignore[attr-defined]
-                    )
-                )
-                .mappings()
-                .first()
-                or {}
-            )
+
+            def rows(model: Any, column: str) -> list[dict[str, Any]]:
+                table = model.__table__
+                statement = table.select().where(table.c[column] == request.id)
+                return [dict(row) for row in connection.execute(statement).mappings()]
+
+            [record] = rows(ServiceRequestRecord, "id")
+            approvers = rows(RequestApprover, "request_id")
+            event = next(iter(rows(AuditEvent, "request_id")), {})
     finally:
         engine.dispose()
     return record, approvers, event
