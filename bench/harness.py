@@ -154,14 +154,16 @@ async def frontdesk(
     pin(process.pid, cpu)
     server = Server(name=name, process=process, base_url=f"http://127.0.0.1:{port}", log=log)
     try:
-        await _wait_ready(server, started)
+        await wait_ready(server, started)
         yield server
     finally:
         await server.stop()
         out.close()
 
 
-async def _wait_ready(server: Server, started: float) -> None:
+async def wait_ready(server: Server, started: float) -> None:
+    """Until the server's /readyz answers 200 (RuntimeError if it exits or 60 s go by from
+    `started`); `ready_seconds` is then the time since `started`."""
     timeout = aiohttp.ClientTimeout(total=2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while time.perf_counter() - started < 60:

@@ -42,6 +42,7 @@ from bench.harness import (
     rss_mb,
     say,
     template_source,
+    wait_ready,
 )
 from bench.report import markdown, targets
 from bot.config import load_settings
@@ -199,7 +200,7 @@ class Run:
                 module_process("bench.reference_bot", name="reference")
             )
             pin(reference.pid, 0)
-            await self._ready(session, reference)
+            await wait_ready(reference, time.perf_counter())
 
             targets_: list[Server] = [reference]
             sqlite_url = f"sqlite:///{self.workdir / 'frontdesk.db'}"
@@ -243,21 +244,25 @@ class Run:
                         OK_MESSAGE,
                         connectors[target.name],
                     )
+
+            async def clicks(
+                scenario: str, verb: str, data: dict[str, Any], user: TeamsUser, index: int
+            ) -> None:
+                """Card clicks on each target at each concurrency, from the pool `index`."""
+                for concurrency in options.concurrency:
+                    for target in targets_:
+                        connector = connectors[target.name]
+                        source = self._click_source(
+                            target, pools, connector.service_url, verb, data, user, index=index
+                        )
+                        await self.measure(
+                            scenario, target, source, concurrency, OK_INVOKE, connector
+                        )
+
             say("book click (invoke, booking written, confirmation card)")
-            for concurrency in options.concurrency:
-                for target in targets_:
-                    source = self._click_source(
-                        target,
-                        pools,
-                        connectors[target.name].service_url,
-                        "booking.book",
-                        {"attempt": "@@attempt@@", "room": "@@room@@"},
-                        MEGAN,
-                        index=0,
-                    )
-                    await self.measure(
-                        "book", target, source, concurrency, OK_INVOKE, connectors[target.name]
-                    )
+            await clicks(
+                "book", "booking.book", {"attempt": "@@attempt@@", "room": "@@room@@"}, MEGAN, 0
+            )
             say("replies with the connector answering in 50 ms")
             for control in connectors.values():
                 await control.configure(delay=0.05)
@@ -274,20 +279,13 @@ class Run:
                 await control.configure(delay=0.0)
             # Last: on PostgreSQL, 64 concurrent approvals have left the bot unable to answer.
             say("approve click (invoke, database write, card in the answer)")
-            for concurrency in options.concurrency:
-                for target in targets_:
-                    source = self._click_source(
-                        target,
-                        pools,
-                        connectors[target.name].service_url,
-                        "request.decide",
-                        {"request": "@@request@@", "decision": "approve", "item": "all"},
-                        APPROVER,
-                        index=1,
-                    )
-                    await self.measure(
-                        "approve", target, source, concurrency, OK_INVOKE, connectors[target.name]
-                    )
+            await clicks(
+                "approve",
+                "request.decide",
+                {"request": "@@request@@", "decision": "approve", "item": "all"},
+                APPROVER,
+                1,
+            )
 
             from bench.scenarios import proactive_burst, room_search
 
@@ -324,17 +322,6 @@ class Run:
             )
         self.notes["bench_seconds"] = round(time.perf_counter() - started, 1)
         return self.report()
-
-    async def _ready(self, session: aiohttp.ClientSession, server: Server) -> None:
-        for _ in range(300):
-            try:
-                async with session.get(f"{server.base_url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"{server.name} not ready")
 
     def _click_source(
         self,
