@@ -813,7 +813,7 @@ class CardActions:
         return await self._admin_overview(
             admin,
             actor,
-            f"Request {result.request.id[:8]}: {result.new_name} approves {result.stage_name} "
+            f"Request {result.request.number}: {result.new_name} approves {result.stage_name} "
             f"instead of {result.old_name}, and gets the approval card now.",
         )
 

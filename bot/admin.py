@@ -25,7 +25,13 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.approvals.policy import PlannedStage
-from bot.approvals.service import ApprovalService, Reassignment, RequestNotFound, ServiceRequest
+from bot.approvals.service import (
+    ApprovalService,
+    Reassignment,
+    RequestNotFound,
+    ServiceRequest,
+    request_number,
+)
 from bot.errors import InputError, NotAllowed
 from bot.models import Actor
 from bot.storage.admin import AdminQueries
@@ -101,8 +107,8 @@ class PendingApproval:
 
     @property
     def number(self) -> str:
-        """The number cards show (the id's first 8 characters)."""
-        return self.request_id[:8]
+        """The number cards show."""
+        return request_number(self.request_id)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ class StuckFulfilment:
 
     @property
     def number(self) -> str:
-        return self.request_id[:8]
+        return request_number(self.request_id)
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,7 @@ def request_card(
     facts.append(Fact(title="Total", value=money(request.total, request.currency)))
     if context.booking_text:
         facts.append(Fact(title="Booking", value=context.booking_text))
-    facts.append(Fact(title="Request", value=request.id[:8]))
+    facts.append(Fact(title="Request", value=request.number))
     body.append(FactSet(facts=facts))
 
     body.append(TextBlock(text="Items", weight="Bolder", spacing="Medium"))
@@ -591,7 +591,7 @@ def update_card(request: ServiceRequest, *, title: str, text: str, category_name
     """A short notice to the requester (Teams notifies a new message, not an updated card)."""
     return render(
         [
-            *heading(title, f"{category_name} request {request.id[:8]}"),
+            *heading(title, f"{category_name} request {request.number}"),
             TextBlock(text=text, wrap=True),
         ],
         actions=[action("Open", Verb.REQUEST_SHOW, {"request": request.id})],

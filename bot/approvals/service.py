@@ -159,6 +159,11 @@ class ServiceRequest:
         return self.status == ServiceRequestStatus.PENDING
 
     @property
+    def number(self) -> str:
+        """The number people see for it (cards, notices, the admin overview)."""
+        return request_number(self.id)
+
+    @property
     def released_booking_id(self) -> str | None:
         """The held booking this request's answer released (its room's approval was rejected or
         withdrawn), whose calendar event is still to be cancelled; None for any other request."""
@@ -1018,6 +1023,11 @@ _FULFIL_TEXT: dict[FulfilmentStatus, str] = {
     FulfilmentStatus.DONE: "done",
     FulfilmentStatus.CANNOT_DO: "as cannot be done",
 }
+
+
+def request_number(request_id: str) -> str:
+    """A request's number, as people see it: its id's first 8 characters."""
+    return request_id[:8]
 
 
 def _involved(user_id: str, request: ServiceRequest) -> bool:
