@@ -18,52 +18,37 @@ from bot.storage.tables import BookingStatus
 from tests.bot.conftest import Frontdesk, book_actions, card_of
 from tests.support.activities import ALEX, MEGAN, make_card_action, make_message
 from tests.support.cardquery import action_titled, execute_actions, inputs, text_of, walk
-from tests.support.fake_graph import FakeGraph, FakeTenant
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
-from tests.support.prereq import require
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_session import (
+    CONNECTION,
+    MEGAN_TOKEN,
+    Microsoft365,
+    megan_mailbox,
+    microsoft365,
+)
+from tests.support.graph_session import megan as graph_megan
 
-CONNECTION = "graph"
-MEGAN_MAILBOX_PREFIX = "meganb@"
 # 10:00-10:30 in New York (the test client's zone) on the FakeClock's day.
 SLOT = {"date": "2026-11-23", "start": "10:00", "duration": "30", "attendees": "4"}
 
 
 @pytest.fixture
-async def tenant() -> AsyncIterator[tuple[FakeGraph, FakeTokenService]]:
-    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
-    async with FakeGraph(FakeTenant.demo()) as graph, FakeTokenService() as tokens:
-        tokens.add_connection(
-            CONNECTION,
-            token_exchange_uri="api://frontdesk.contoso.example/botid-00000000-0000-0000-0000-000000000001",
-        )
-        graph.room_response_delay = None  # rooms answer when the test says so
-        yield graph, tokens
-        graph.assert_contract()
+async def tenant() -> AsyncIterator[Microsoft365]:
+    """The fake Graph and token service, nobody signed in yet (`graph` signs Megan in)."""
+    async with microsoft365(signed_in=False) as m365:
+        yield m365
 
 
 @pytest.fixture
-def app_env(tenant: tuple[FakeGraph, FakeTokenService]) -> dict[str, str]:
-    graph, tokens = tenant
-    return {
-        "DIRECTORY": "graph",
-        "GRAPH_BASE_URL": graph.base_url,
-        "BOT_OAUTH_URL": tokens.base_url,
-        "OAUTH_CONNECTION_NAME": CONNECTION,
-    }
+def app_env(tenant: Microsoft365) -> dict[str, str]:
+    return tenant.settings()
 
 
 @pytest.fixture
-def graph(tenant: tuple[FakeGraph, FakeTokenService]) -> FakeGraph:
+def graph(tenant: Microsoft365) -> FakeGraph:
     """The fake Graph, with Megan signed in through the OAuth connection."""
-    fake, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
-    return fake
-
-
-def megan_mailbox(graph: FakeGraph) -> str:
-    [user] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
-    return user.mail
+    tenant.sign_in()
+    return tenant.graph
 
 
 async def test_book_and_cancel_against_microsoft_graph(
@@ -141,9 +126,9 @@ async def test_a_command_before_sign_in_gets_an_oauth_card(frontdesk: Frontdesk)
 
 
 async def test_a_command_whose_sign_in_card_cannot_be_made_is_explained(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
+    tokens = tenant.tokens
     del tokens.connections[CONNECTION]  # the token service no longer knows the connection
 
     card = await frontdesk.say("book")
@@ -152,10 +137,10 @@ async def test_a_command_whose_sign_in_card_cannot_be_made_is_explained(
 
 
 async def test_a_click_before_sign_in_asks_teams_for_a_login_then_resumes(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
-    tokens.allow_exchange(CONNECTION, "sso-from-teams", yields="token-megan")
+    tokens = tenant.tokens
+    tokens.allow_exchange(CONNECTION, "sso-from-teams", yields=MEGAN_TOKEN)
 
     status, body = await frontdesk.invoke(Verb.BOOKING_START.value, {})
 
@@ -181,10 +166,10 @@ async def test_a_click_before_sign_in_asks_teams_for_a_login_then_resumes(
 
 
 async def test_a_click_resumes_with_the_sign_in_pages_code(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
-    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", "token-megan")
+    tokens = tenant.tokens
+    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", MEGAN_TOKEN)
     action = {"type": "Action.Execute", "verb": Verb.BOOKING_LIST.value, "data": {}}
 
     status, body = await frontdesk.post(
@@ -200,11 +185,9 @@ async def test_a_click_resumes_with_the_sign_in_pages_code(
     assert "no upcoming bookings" in text_of(body["value"])
 
 
-async def test_sso_token_exchange_invoke(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
-) -> None:
-    _, tokens = tenant
-    tokens.allow_exchange(CONNECTION, "good-sso", yields="token-megan")
+async def test_sso_token_exchange_invoke(frontdesk: Frontdesk, tenant: Microsoft365) -> None:
+    tokens = tenant.tokens
+    tokens.allow_exchange(CONNECTION, "good-sso", yields=MEGAN_TOKEN)
 
     def exchange(token: str) -> dict[str, Any]:
         activity = make_card_action("x", {}, service_url=frontdesk.service_url)
@@ -224,10 +207,10 @@ async def test_sso_token_exchange_invoke(
 
 
 async def test_sso_token_exchange_while_the_token_service_fails_falls_back_to_the_button(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
-    tokens.allow_exchange(CONNECTION, "good-sso", yields="token-megan")
+    tokens = tenant.tokens
+    tokens.allow_exchange(CONNECTION, "good-sso", yields=MEGAN_TOKEN)
     tokens.fail_with = 503
     activity = make_card_action("x", {}, service_url=frontdesk.service_url)
     activity["name"] = "signin/tokenExchange"
@@ -240,10 +223,10 @@ async def test_sso_token_exchange_while_the_token_service_fails_falls_back_to_th
 
 
 async def test_a_sign_in_code_the_token_service_cannot_redeem_is_explained(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
-    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", "token-megan")
+    tokens = tenant.tokens
+    tokens.pending_sign_in(MEGAN.id, CONNECTION, "123456", MEGAN_TOKEN)
     tokens.fail_with = 503
     activity = make_card_action("x", {}, service_url=frontdesk.service_url)
     activity["name"] = "signin/verifyState"
@@ -255,18 +238,15 @@ async def test_a_sign_in_code_the_token_service_cannot_redeem_is_explained(
     assert "Sign-in problem" in text_of(frontdesk.connector.cards()[-1])
 
 
-async def test_sign_out_forgets_the_token(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
-) -> None:
-    _, tokens = tenant
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+async def test_sign_out_forgets_the_token(frontdesk: Frontdesk, tenant: Microsoft365) -> None:
+    tenant.sign_in()
 
     card = await frontdesk.say("sign out")
     before = len(frontdesk.connector.sent)
     await frontdesk.post(make_message("book", service_url=frontdesk.service_url))
 
     assert text_of(card).startswith("Signed out")
-    assert not [k for k in tokens.tokens if k[0] == MEGAN.id]
+    assert not [k for k in tenant.tokens.tokens if k[0] == MEGAN.id]
     [sent] = frontdesk.connector.sent[before:]
     assert sent.json["attachments"][0]["contentType"] == OAUTH_CARD
 
@@ -320,15 +300,14 @@ async def test_a_missing_teams_link_is_repaired_and_said_so(
 
 
 async def test_the_mailbox_time_zone_wins_over_the_clients(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
     # Megan's mailbox says "GMT Standard Time"; her Teams client says New York.
     before_sign_in = await frontdesk.post(
         make_message("help", service_url=frontdesk.service_url, time_zone="America/New_York")
     )
     assert before_sign_in[0] == 201
-    tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    tenant.sign_in()
 
     form = await frontdesk.say("book", time_zone="America/New_York")
 
@@ -454,9 +433,9 @@ async def test_my_bookings_reads_every_event_in_one_batch(
 
 
 async def test_a_failing_token_service_is_explained_on_the_card(
-    frontdesk: Frontdesk, tenant: tuple[FakeGraph, FakeTokenService]
+    frontdesk: Frontdesk, tenant: Microsoft365
 ) -> None:
-    _, tokens = tenant
+    tokens = tenant.tokens
     tokens.fail_with = 503
     action = {"type": "Action.Execute", "verb": Verb.BOOKING_SEARCH.value, "data": dict(SLOT)}
 
@@ -494,7 +473,7 @@ async def test_the_manager_stage_asks_the_manager_graph_names(
 ) -> None:
     card = await _file_it_request(frontdesk)
 
-    [megan] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
+    megan = graph_megan(graph)
     assert megan.manager_id is not None
     [row] = frontdesk.rows("SELECT id, status FROM service_request")
     assert row["status"] == "pending", text_of(card)
@@ -508,7 +487,7 @@ async def test_the_manager_stage_asks_the_manager_graph_names(
 async def test_without_a_manager_in_graph_the_request_is_refused_with_the_reason(
     frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    [megan] = [u for u in graph.tenant.users.values() if u.mail.startswith(MEGAN_MAILBOX_PREFIX)]
+    megan = graph_megan(graph)
     megan.manager_id = None
 
     card = await _file_it_request(frontdesk)
@@ -539,8 +518,8 @@ async def test_a_request_graph_fails_on_offers_the_requests_not_the_booking_form
 
 class TestARoomThatNeedsApproval:
     @pytest.fixture
-    def app_env(self, tenant: tuple[FakeGraph, FakeTokenService], tmp_path: Path) -> dict[str, str]:
-        fake, tokens = tenant
+    def app_env(self, tenant: Microsoft365, tmp_path: Path) -> dict[str, str]:
+        fake = tenant.graph
         fake.tenant.add_room(
             "Summit",
             f"summit@{fake.tenant.domain}",
@@ -554,13 +533,7 @@ class TestARoomThatNeedsApproval:
         head, _, tail = shipped.rpartition("approvers: [room_owners]")
         policies = tmp_path / "policies.yaml"
         policies.write_text(f"{head}approvers: [{ALEX.aad_object_id}]{tail}", encoding="utf-8")
-        return {
-            "DIRECTORY": "graph",
-            "GRAPH_BASE_URL": fake.base_url,
-            "BOT_OAUTH_URL": tokens.base_url,
-            "OAUTH_CONNECTION_NAME": CONNECTION,
-            "POLICIES_FILE": str(policies),
-        }
+        return {**tenant.settings(), "POLICIES_FILE": str(policies)}
 
     async def test_a_rejection_cancels_the_held_event_in_outlook(
         self, frontdesk: Frontdesk, graph: FakeGraph

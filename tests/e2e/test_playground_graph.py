@@ -13,7 +13,6 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,14 @@ import pytest
 
 from tests.support.app_process import BotProcess, frontdesk_process
 from tests.support.cardquery import input_values
-from tests.support.fake_graph import FakeGraph, FakeTenant
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_session import (
+    CONNECTION,
+    MEGAN_TOKEN,
+    TOKEN_EXCHANGE_URI,
+    Microsoft365,
+    microsoft365,
+)
 from tests.support.playground import (
     PLAYGROUND_BIN,
     PLAYGROUND_LABEL,
@@ -39,27 +43,15 @@ from tests.support.prereq import require
 
 pytestmark = pytest.mark.e2e
 
-CONNECTION = "graph"
-TOKEN_EXCHANGE_URI = "api://frontdesk.contoso.example/botid-00000000-0000-0000-0000-000000000001"
-USER_TOKEN = "token-megan"  # a FakeTenant.demo() user's delegated token
 OAUTH_CARD = "application/vnd.microsoft.card.oauth"
 JOIN_LINK = re.compile(r"\[Join the Teams meeting\]\((\S+)\)")
 
 
-@dataclass
-class Microsoft365:
-    graph: FakeGraph
-    tokens: FakeTokenService
-
-
 @pytest.fixture
 async def m365() -> AsyncIterator[Microsoft365]:
-    """A fake Graph with the demo tenant (rooms answer on `settle()`) and a token service."""
-    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
-    async with FakeGraph(FakeTenant.demo()) as graph, FakeTokenService() as tokens:
-        tokens.add_connection(CONNECTION, token_exchange_uri=TOKEN_EXCHANGE_URI)
-        graph.room_response_delay = None  # rooms answer when the test says so
-        yield Microsoft365(graph=graph, tokens=tokens)
+    """A fake Graph with the demo tenant and a token service; the test signs the user in."""
+    async with microsoft365(signed_in=False) as m365:
+        yield m365
 
 
 @pytest.fixture
@@ -67,13 +59,7 @@ async def frontdesk(tmp_path: Path, m365: Microsoft365) -> AsyncIterator[BotProc
     """`python app.py` in local mode with DIRECTORY=graph on a free loopback port."""
     require(shutil.which("node") is not None, "node is not on PATH")
     require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
-    settings = {
-        "DIRECTORY": "graph",
-        "GRAPH_BASE_URL": m365.graph.base_url,
-        "BOT_OAUTH_URL": m365.tokens.base_url,
-        "OAUTH_CONNECTION_NAME": CONNECTION,
-    }
-    async with frontdesk_process(tmp_path, settings) as bot:
+    async with frontdesk_process(tmp_path, m365.settings()) as bot:
         yield bot
 
 
@@ -87,7 +73,7 @@ def mailbox_of(graph: FakeGraph, token: str) -> str:
 
 def sign_in(pg: Playground, m365: Microsoft365) -> None:
     """Store a token for the Playground's user: the bot asks for it with the activity's from.id."""
-    m365.tokens.sign_in(pg.config.current_user_id, CONNECTION, USER_TOKEN)
+    m365.sign_in(pg.config.current_user_id)
 
 
 def the_day_after(form: Mapping[str, Any]) -> str:
@@ -180,7 +166,7 @@ async def test_book_in_graph_mode_through_the_playground(
     frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
 ) -> None:
     graph = m365.graph
-    mailbox = mailbox_of(graph, USER_TOKEN)
+    mailbox = mailbox_of(graph, MEGAN_TOKEN)
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
         sign_in(pg, m365)
         results = await results_for_tomorrow(pg)
@@ -244,7 +230,7 @@ async def test_a_throttled_booking_still_books_once_through_the_playground(
     frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
 ) -> None:
     graph = m365.graph
-    mailbox = mailbox_of(graph, USER_TOKEN)
+    mailbox = mailbox_of(graph, MEGAN_TOKEN)
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
         sign_in(pg, m365)
         results = await results_for_tomorrow(pg)
@@ -318,7 +304,7 @@ async def _sign_in_invoke(pg: Playground, name: str, value: dict[str, Any]) -> N
 async def test_sign_in_invokes_through_the_playground(
     frontdesk: BotProcess, m365: Microsoft365, tmp_path: Path
 ) -> None:
-    m365.tokens.allow_exchange(CONNECTION, "sso-from-teams", yields=USER_TOKEN)
+    m365.tokens.allow_exchange(CONNECTION, "sso-from-teams", yields=MEGAN_TOKEN)
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
         await pg.send_message("book")
         await pg.wait_for(lambda m: OAUTH_CARD in content_types(m))
@@ -344,7 +330,7 @@ async def test_sign_in_invokes_through_the_playground(
         action = {"type": "Action.Execute", "verb": find["verb"], "data": inputs}
         login = await _raw_invoke(pg, form.id, {"action": action})
         assert login["type"] == "application/vnd.microsoft.activity.loginRequest"
-        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "424242", USER_TOKEN)
+        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "424242", MEGAN_TOKEN)
         resumed = await _raw_invoke(pg, form.id, {"action": action, "state": "424242"})
         assert resumed["type"] == "application/vnd.microsoft.card.adaptive"
         assert "Free rooms" in card_text(resumed["value"])
@@ -352,7 +338,7 @@ async def test_sign_in_invokes_through_the_playground(
         # The magic-code invoke of the OAuth card's sign-in button works too.
         await pg.send_message("sign out")
         await pg.wait_for(lambda m: bool(m.cards) and "Signed out" in card_text(m.card))
-        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "777777", USER_TOKEN)
+        m365.tokens.pending_sign_in(pg.config.current_user_id, CONNECTION, "777777", MEGAN_TOKEN)
         await _sign_in_invoke(pg, "signin/verifyState", {"state": "777777"})
         again = await pg.wait_for_card()
         assert "Signed in" in card_text(again.card)

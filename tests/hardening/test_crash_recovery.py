@@ -24,16 +24,13 @@ import aiohttp
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tests.support.activities import MEGAN, make_card_action, make_message
+from tests.support.activities import make_card_action, make_message
 from tests.support.app_process import BotProcess, frontdesk_process
 from tests.support.cardquery import action_titled, execute_actions, headline, input_values
 from tests.support.fake_connector import FakeConnector, RecordedRequest
-from tests.support.fake_graph import FakeGraph, FakeTenant
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
-from tests.support.prereq import require
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_session import Microsoft365, megan_events, microsoft365
 
-CONNECTION = "graph"
 EVENTS = "/me/events"
 BOUND = 20.0  # seconds: how long the restarted app may take to catch up (generous)
 # The turn budget: long enough for a search or a Book click to finish in its turn however busy
@@ -46,17 +43,17 @@ SHORT_BUDGET, SLOW_GRAPH = "2", 6.0
 class World:
     """What outlives the bot process: the fakes, and the directory with its database."""
 
-    graph: FakeGraph
-    tokens: FakeTokenService
+    m365: Microsoft365
     connector: FakeConnector
     workdir: Path
 
+    @property
+    def graph(self) -> FakeGraph:
+        return self.m365.graph
+
     def settings(self, crash_at: str | None = None, budget: str = BUDGET) -> dict[str, str]:
         settings = {
-            "DIRECTORY": "graph",
-            "GRAPH_BASE_URL": self.graph.base_url,
-            "BOT_OAUTH_URL": self.tokens.base_url,
-            "OAUTH_CONNECTION_NAME": CONNECTION,
+            **self.m365.settings(),
             "TURN_BUDGET_SECONDS": budget,
             "WORK_LEASE_SECONDS": "1",
             "LOG_FORMAT": "text",
@@ -73,24 +70,11 @@ class World:
         finally:
             engine.dispose()
 
-    def megan_events(self) -> list[Any]:
-        [user] = [u for u in self.graph.tenant.users.values() if u.mail.startswith("meganb@")]
-        return self.graph.calendar(user.mail)
-
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
-    async with (
-        FakeGraph(FakeTenant.demo()) as graph,
-        FakeTokenService() as tokens,
-        FakeConnector() as connector,
-    ):
-        tokens.add_connection(CONNECTION, token_exchange_uri="api://frontdesk.example/botid-1")
-        tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
-        graph.room_response_delay = None
-        yield World(graph=graph, tokens=tokens, connector=connector, workdir=tmp_path)
-        graph.assert_contract()
+    async with microsoft365() as m365, FakeConnector() as connector:
+        yield World(m365=m365, connector=connector, workdir=tmp_path)
 
 
 async def _post(bot: BotProcess, activity: dict[str, Any]) -> tuple[int, Any]:
@@ -190,7 +174,7 @@ async def _after_restart(world: World, click: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assert_one_event_one_row(world: World, click: dict[str, Any]) -> None:
-    [event] = world.megan_events()
+    [event] = megan_events(world.graph)
     [row] = _booking_rows(world)
     assert row["event_id"] == event.id
     assert row["attempt_id"] == click["value"]["action"]["data"]["attempt"] == event.transaction_id
@@ -216,7 +200,7 @@ async def test_killed_before_the_graph_call(world: World) -> None:
 async def test_killed_after_graph_made_the_event_before_the_database_knew(world: World) -> None:
     click, _ = await _crash_then_restart(world, "after_graph")
 
-    assert len(world.megan_events()) == 1  # Graph made the event...
+    assert len(megan_events(world.graph)) == 1  # Graph made the event...
     [row] = _booking_rows(world)
     assert row["event_id"] is None  # ...and the database never heard of it
 
@@ -250,19 +234,19 @@ async def test_killed_then_the_sign_in_is_gone_releases_the_slot_and_says_so(
     world: World,
 ) -> None:
     click, _ = await _crash_then_restart(world, "before_graph")
-    world.tokens.tokens.clear()  # Megan signed out meanwhile: no delegated token in the background
+    world.m365.tokens.tokens.clear()  # Megan signed out meanwhile: no token in the background
 
     card = await _after_restart(world, click)
 
     assert headline(card) == "Not finished: please sign in"
     assert "Nothing is held for you" in str(card)
     assert _booking_rows(world) == []  # the slot is free again
-    assert world.megan_events() == []
+    assert megan_events(world.graph) == []
     assert world.rows("SELECT id FROM booking_job") == []
     # Signed in again, the card's button finishes the same attempt: booked once.
     [finish] = execute_actions(card, "booking.book")
     assert finish["data"] == click["value"]["action"]["data"]
-    world.tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
+    world.m365.sign_in()
     async with frontdesk_process(world.workdir, world.settings()) as bot:
         status, body = await _post(
             bot,

@@ -30,15 +30,12 @@ from tests.support.activities import ALEX, MEGAN, TENANT_ID, TeamsUser, make_mes
 from tests.support.cardquery import action_titled, execute_actions, input_values, text_of
 from tests.support.fake_connector import FakeConnector, cards_of
 from tests.support.fake_graph import FakeGraph, FakeTenant, SentMail
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
-from tests.support.prereq import require
+from tests.support.graph_session import MEGAN_TOKEN, Microsoft365, microsoft365
 
 FALLBACK = "19:approvalsfallback000000000000@thread.tacv2"
 TEAMS_APP_ID = "3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b"
 SENDER = "frontdesk@contoso.example"
 ALEX_MAIL = "alexw@contoso.example"
-CONNECTION = "graph"
 APP_TOKEN = "app-only-token-for-mail"
 # RetryPolicy's jitter source: the n-th retry waits 0.75 * 2**n seconds (between half and all).
 JITTER = 0.5
@@ -215,17 +212,16 @@ def waits() -> Waits:
 
 
 @pytest.fixture
-async def graph() -> AsyncIterator[FakeGraph]:
-    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
+async def m365() -> AsyncIterator[Microsoft365]:
+    """A tenant of Megan (signed in), Alex and the mail sender; the app's token for mail."""
     tenant = FakeTenant(domain="contoso.example")
     megan = tenant.add_user("Megan Bowen", "meganb@contoso.example", user_id=MEGAN.aad_object_id)
     tenant.add_user("Alex Wilber", ALEX_MAIL, user_id=ALEX.aad_object_id)
     tenant.add_user("Frontdesk", SENDER)
-    tenant.issue_token(megan, "token-megan")
+    tenant.issue_token(megan, MEGAN_TOKEN)
     tenant.app_tokens.add(APP_TOKEN)
-    async with FakeGraph(tenant) as fake:
-        yield fake
-        fake.assert_contract()
+    async with microsoft365(tenant) as m365:
+        yield m365
 
 
 @asynccontextmanager
@@ -260,21 +256,12 @@ async def _start(
 
 @pytest.fixture
 async def desk(
-    tmp_path: Path, clock: FakeClock, waits: Waits, graph: FakeGraph
+    tmp_path: Path, clock: FakeClock, waits: Waits, m365: Microsoft365
 ) -> AsyncIterator[Desk]:
     """Microsoft 365 mode with approval mail from SENDER; Alex has written to the bot."""
-    async with FakeConnector() as connector, FakeTokenService() as tokens:
-        tokens.add_connection(CONNECTION)
-        tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
-        extra = {
-            "DIRECTORY": "graph",
-            "GRAPH_BASE_URL": graph.base_url,
-            "BOT_OAUTH_URL": tokens.base_url,
-            "OAUTH_CONNECTION_NAME": CONNECTION,
-            "NOTIFY_MAIL_FROM": SENDER,
-            "TEAMS_APP_ID": TEAMS_APP_ID,
-        }
-        async with _start(tmp_path, clock, connector, waits, extra, graph) as started:
+    async with FakeConnector() as connector:
+        extra = {**m365.settings(), "NOTIFY_MAIL_FROM": SENDER, "TEAMS_APP_ID": TEAMS_APP_ID}
+        async with _start(tmp_path, clock, connector, waits, extra, m365.graph) as started:
             await started.hello(ALEX)
             yield started
 

@@ -22,17 +22,14 @@ from bot.storage.tables import BookingStatus
 from tests.bot.conftest import Frontdesk, book_actions, card_of
 from tests.support.activities import (
     GROUP_CHAT,
-    MEGAN,
     make_group_mention,
     make_installation_update,
     make_members_added,
     make_message,
 )
 from tests.support.cardquery import action_titled, headline, text_of
-from tests.support.fake_graph import FakeGraph, FakeTenant
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
-from tests.support.prereq import require
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_session import Microsoft365, megan_events, microsoft365
 
 SLOT = {"date": "2026-11-23", "start": "10:00", "duration": "30", "attendees": "4"}
 
@@ -157,25 +154,17 @@ class GraphMode:
     """DIRECTORY=graph: the Book click makes an Outlook event through a fake Microsoft Graph."""
 
     @pytest.fixture
-    async def graph(self) -> AsyncIterator[FakeGraph]:
-        require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
-        async with FakeGraph(FakeTenant.demo()) as fake, FakeTokenService() as tokens:
-            tokens.add_connection("graph", token_exchange_uri="api://frontdesk.example/botid-1")
-            tokens.sign_in(MEGAN.id, "graph", "token-megan")
-            fake.room_response_delay = None
-            self.tokens = tokens
-            yield fake
-            fake.assert_contract()
+    async def m365(self) -> AsyncIterator[Microsoft365]:
+        async with microsoft365() as m365:
+            yield m365
 
     @pytest.fixture
-    def app_env(self, graph: FakeGraph) -> dict[str, str]:
-        return {
-            "DIRECTORY": "graph",
-            "GRAPH_BASE_URL": graph.base_url,
-            "BOT_OAUTH_URL": self.tokens.base_url,
-            "OAUTH_CONNECTION_NAME": "graph",
-            "TURN_BUDGET_SECONDS": "4.5",
-        }
+    def graph(self, m365: Microsoft365) -> FakeGraph:
+        return m365.graph
+
+    @pytest.fixture
+    def app_env(self, m365: Microsoft365) -> dict[str, str]:
+        return {**m365.settings(), "TURN_BUDGET_SECONDS": "4.5"}
 
 
 class TestInGraphMode(GraphMode):
@@ -191,8 +180,7 @@ class TestInGraphMode(GraphMode):
         assert headline(first) == headline(later) == "Room booked"
         assert later == first
         [booking] = frontdesk.bookings()
-        [user] = [u for u in graph.tenant.users.values() if u.mail.startswith("meganb@")]
-        [event] = graph.calendar(user.mail)
+        [event] = megan_events(graph)
         assert booking.event_id == event.id and event.transaction_id == booking.attempt_id
         assert len(graph.requests_to("POST", "/me/events")) == 1
         assert frontdesk.rows("SELECT COUNT(*) AS n FROM booking_job") == [{"n": 0}]

@@ -28,15 +28,11 @@ from bot.config import load_settings
 from bot.tasks import BackgroundTasks, SlowClicks
 from tests.bot.conftest import Frontdesk, book_actions, card_of, running_frontdesk
 from tests.conftest import FakeClock
-from tests.support.activities import MEGAN
 from tests.support.cardquery import headline, text_of
 from tests.support.fake_connector import FakeConnector, RecordedRequest
-from tests.support.fake_graph import FakeGraph, FakeTenant
-from tests.support.fake_token_service import FakeTokenService
-from tests.support.graph_contract import metadata_available
-from tests.support.prereq import require
+from tests.support.fake_graph import FakeGraph
+from tests.support.graph_session import megan_events, microsoft365
 
-CONNECTION = "graph"
 BUDGET = 0.3
 GRAPH_TIMEOUT = 2.0
 ANSWER_BOUND = 10.0  # seconds: far above the budget, still inside Teams' 15
@@ -76,24 +72,9 @@ class Slow:
 @pytest.fixture
 async def slow(tmp_path: Any, clock: FakeClock) -> AsyncIterator[Slow]:
     """The app in graph mode against a fake Graph, Megan signed in, a controlled retry sleep."""
-    require(metadata_available(), "Graph v1.0 metadata is missing under ../shared/schemas")
     sleep = ControlledSleep()
-    async with (
-        FakeGraph(FakeTenant.demo()) as graph,
-        FakeTokenService() as tokens,
-        FakeConnector() as connector,
-    ):
-        tokens.add_connection(CONNECTION, token_exchange_uri="api://frontdesk.example/botid-1")
-        tokens.sign_in(MEGAN.id, CONNECTION, "token-megan")
-        graph.room_response_delay = None
-        settings = {
-            "TIMEZONE": "UTC",
-            "DIRECTORY": "graph",
-            "GRAPH_BASE_URL": graph.base_url,
-            "BOT_OAUTH_URL": tokens.base_url,
-            "OAUTH_CONNECTION_NAME": CONNECTION,
-            "TURN_BUDGET_SECONDS": str(BUDGET),
-        }
+    async with microsoft365() as m365, FakeConnector() as connector:
+        settings = {**m365.settings(), "TIMEZONE": "UTC", "TURN_BUDGET_SECONDS": str(BUDGET)}
         async with running_frontdesk(
             f"sqlite:///{tmp_path / 'frontdesk.db'}",
             clock,
@@ -106,10 +87,9 @@ async def slow(tmp_path: Any, clock: FakeClock) -> AsyncIterator[Slow]:
             slow_clicks = components.slow_clicks
             assert slow_clicks is not None and slow_clicks.budget == BUDGET
             try:
-                yield Slow(frontdesk, graph, sleep, components.tasks, slow_clicks)
+                yield Slow(frontdesk, m365.graph, sleep, components.tasks, slow_clicks)
             finally:
                 sleep.gate.set()  # never leave work parked at shutdown
-        graph.assert_contract()
 
 
 async def _post_within_bound(frontdesk: Frontdesk, activity: dict[str, Any]) -> dict[str, Any]:
@@ -142,15 +122,10 @@ async def _book_click(slow: Slow) -> dict[str, Any]:
     return slow.frontdesk.press_activity(book_actions(results)[0])
 
 
-def _megan_events(graph: FakeGraph) -> list[Any]:
-    [user] = [u for u in graph.tenant.users.values() if u.mail.startswith("meganb@")]
-    return graph.calendar(user.mail)
-
-
 async def _assert_booked_once(slow: Slow) -> None:
     await slow.settled()
     frontdesk, graph = slow.frontdesk, slow.graph
-    [event] = _megan_events(graph)
+    [event] = megan_events(graph)
     [booking] = frontdesk.bookings()
     assert booking.event_id == event.id
     assert event.transaction_id == booking.attempt_id
@@ -178,7 +153,7 @@ async def test_a_throttled_booking_answers_working_then_updates_the_card_once(
     [held] = frontdesk.bookings()
     assert held.room_name in headline(first), text_of(first)
     assert sleep.waits == [7]  # held in the first Retry-After wait
-    assert _megan_events(graph) == []
+    assert megan_events(graph) == []
 
     sleep.gate.set()
     update = await _update_of(frontdesk.connector, click["replyToId"])
@@ -209,7 +184,7 @@ async def test_throttling_that_never_ends_gives_up_after_bounded_retries(
     assert len(graph.requests_to("POST", EVENTS)) == 4  # the first try and 3 retries
     assert sleep.waits == [2, 2, 2]
     await slow.settled()
-    assert _megan_events(graph) == []
+    assert megan_events(graph) == []
     assert frontdesk.bookings() == []
     assert frontdesk.rows("SELECT COUNT(*) AS n FROM booking_job") == [{"n": 0}]
 
