@@ -26,7 +26,7 @@ from bot.storage.tables import Booking
 from tests.conftest import FakeClock
 from tests.support import cardcheck
 from tests.support.activities import Activity, make_card_action, make_message
-from tests.support.cardquery import action_titled, execute_actions, input_values
+from tests.support.cardquery import action_titled, input_values
 from tests.support.fake_connector import FakeConnector
 from tests.support.prereq import require, shared_dir
 
@@ -153,20 +153,6 @@ class Frontdesk:
         """Every booking row, oldest first, with times as UTC datetimes."""
         with Session(self.engine) as session:
             return list(session.exec(select(Booking).order_by(col(Booking.created_at))))
-
-
-def book_actions(card: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The Book buttons of a results card, read from the card."""
-    return [
-        action
-        for action in execute_actions(card)
-        if str(action.get("title", "")).startswith("Book ") and action.get("title") != "Book a room"
-    ]
-
-
-def book_action(card: Mapping[str, Any], room_name: str) -> dict[str, Any]:
-    """The Book button of one room (plain `Book <room>`)."""
-    return action_titled(card, f"Book {room_name}")
 
 
 @pytest.fixture

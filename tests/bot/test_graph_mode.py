@@ -15,9 +15,16 @@ from app import COMPONENTS
 from bot.commands import Verb
 from bot.config import DEFAULT_POLICIES_FILE
 from bot.storage.tables import BookingStatus
-from tests.bot.conftest import Frontdesk, book_actions, card_of
+from tests.bot.conftest import Frontdesk, card_of
 from tests.support.activities import ALEX, MEGAN, make_card_action, make_message
-from tests.support.cardquery import action_titled, execute_actions, inputs, text_of, walk
+from tests.support.cardquery import (
+    action_titled,
+    book_actions,
+    execute_actions,
+    inputs,
+    text_of,
+    walk,
+)
 from tests.support.fake_graph import FakeGraph
 from tests.support.graph_session import (
     CONNECTION,

@@ -26,8 +26,6 @@ from tests.bot.conftest import (
     DEFAULT_ZONE,
     ERROR_TYPE,
     Frontdesk,
-    book_action,
-    book_actions,
     card_of,
 )
 from tests.support.activities import (
@@ -46,6 +44,8 @@ from tests.support.activities import (
 from tests.support.app_process import run_app
 from tests.support.cardquery import (
     action_titled,
+    book_action,
+    book_actions,
     execute_actions,
     facts,
     headline,

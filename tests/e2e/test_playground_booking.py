@@ -9,24 +9,23 @@ import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.support.app_process import BotProcess, frontdesk_process
-from tests.support.cardquery import input_values, walk
+from tests.support.cardquery import book_actions, walk
 from tests.support.playground import (
-    CHROMIUM,
-    PLAYGROUND_BIN,
-    Message,
     Playground,
     card_text,
     find_action,
-    find_actions,
+    form_inputs,
     input_ids,
+    press,
+    require_browser,
+    require_playground,
     run_ui_steps,
 )
-from tests.support.prereq import repo_root, require
+from tests.support.prereq import repo_root
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = repo_root() / "tests" / "artifacts" / "e2e"
@@ -35,42 +34,13 @@ ARTIFACTS = repo_root() / "tests" / "artifacts" / "e2e"
 @pytest.fixture
 async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
     """`python app.py` in local mode on a free loopback port with its own SQLite file."""
-    require(shutil.which("node") is not None, "node is not on PATH")
-    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+    require_playground()
     async with frontdesk_process(tmp_path) as bot:
         yield bot
 
 
 def tomorrow() -> str:
     return (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
-
-
-def form_inputs(card: dict[str, Any], **changes: str) -> dict[str, Any]:
-    """The values a user leaves in the form (its defaults) with their own changes."""
-    values: dict[str, Any] = input_values(card)
-    unknown = set(changes) - set(input_ids(card))
-    assert not unknown, f"the form has no inputs {unknown}"
-    values.update(changes)
-    return values
-
-
-def book_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        action
-        for action in find_actions(card)
-        if action["type"] == "Action.Execute" and str(action.get("title", "")).startswith("Book ")
-    ]
-
-
-async def press(
-    pg: Playground, message: Message, action: dict[str, Any], inputs: dict[str, Any] | None = None
-) -> Message:
-    """Press a button on the card shown; the card the answer put in its place."""
-    await pg.invoke_action(message, action, inputs)
-    full = await pg.bot_invoke_response(message.id)
-    assert full["statusCode"] == 200, full
-    assert full["body"]["statusCode"] == 200, full
-    return pg.latest_card()
 
 
 async def test_book_list_and_cancel_in_the_playground(
@@ -89,7 +59,7 @@ async def test_book_list_and_cancel_in_the_playground(
         )
         results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
         assert "Free rooms" in card_text(results.card)
-        first = book_buttons(results.card)[0]
+        first = book_actions(results.card)[0]
         room = first["title"].removeprefix("Book ")
 
         confirmation = await press(pg, results, first)
@@ -130,7 +100,7 @@ async def test_a_mention_in_a_group_chat_gets_the_form(
 async def test_book_and_cancel_by_typing_and_clicking(
     frontdesk: BotProcess, tmp_path: Path
 ) -> None:
-    require(CHROMIUM.exists(), f"Chromium is not installed ({CHROMIUM})")
+    require_browser()
     day = tomorrow()
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
         # Learn the labels and which room comes first from the cards the bot sends.
@@ -143,7 +113,7 @@ async def test_book_and_cancel_by_typing_and_clicking(
         }
         inputs = form_inputs(form.card, date=day, start="14:00", attendees="3", subject="UI sync")
         results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
-        first = book_buttons(results.card)[0]["title"]
+        first = book_actions(results.card)[0]["title"]
         room = first.removeprefix("Book ")
 
         shots = ARTIFACTS / "booking"

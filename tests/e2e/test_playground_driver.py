@@ -7,7 +7,6 @@ ids and labels come from the card the Playground pushed, never from constants.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ import pytest
 
 from tests.support.playground import (
     ADAPTIVE_CARD,
-    CHROMIUM,
-    PLAYGROUND_BIN,
     Message,
     Playground,
     PlaygroundError,
@@ -27,20 +24,11 @@ from tests.support.playground import (
     find_actions,
     free_port,
     input_ids,
+    require_browser,
+    require_playground,
     run_ui_steps,
 )
-from tests.support.prereq import require
 from tests.support.scratch_bot import ScratchBot, demo_card
-
-
-def _require_playground() -> None:
-    require(shutil.which("node") is not None, "node is not on PATH")
-    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
-
-
-def _require_browser() -> None:
-    _require_playground()
-    require(CHROMIUM.exists(), f"Chromium is not installed ({CHROMIUM})")
 
 
 def _echoed(card: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +96,7 @@ def test_card_helpers_read_actions_inputs_and_text() -> None:
 
 @pytest.mark.e2e
 async def test_card_invoke_round_trip(tmp_path: Path) -> None:
-    _require_playground()
+    require_playground()
     async with (
         ScratchBot(free_port()) as bot,
         Playground(bot.endpoint, log_dir=tmp_path / "playground") as pg,
@@ -166,7 +154,7 @@ async def test_card_invoke_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 async def test_update_install_and_other_users(tmp_path: Path) -> None:
-    _require_playground()
+    require_playground()
     async with (
         ScratchBot(free_port()) as bot,
         Playground(bot.endpoint, log_dir=tmp_path / "playground") as pg,
@@ -221,7 +209,7 @@ async def test_update_install_and_other_users(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 async def test_wait_for_times_out_with_what_it_saw(tmp_path: Path) -> None:
-    _require_playground()
+    require_playground()
     async with (
         ScratchBot(free_port()) as bot,
         Playground(bot.endpoint, log_dir=tmp_path / "playground") as pg,
@@ -240,7 +228,7 @@ async def test_wait_for_times_out_with_what_it_saw(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.browser
 async def test_ui_fills_the_card_and_shows_the_echo(tmp_path: Path) -> None:
-    _require_browser()
+    require_browser()
     async with (
         ScratchBot(free_port()) as bot,
         Playground(bot.endpoint, log_dir=tmp_path / "playground") as pg,
@@ -303,7 +291,7 @@ async def test_ui_fills_the_card_and_shows_the_echo(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.browser
 async def test_ui_choice_sets_and_failures(tmp_path: Path) -> None:
-    _require_browser()
+    require_browser()
     async with (
         ScratchBot(free_port()) as bot,
         Playground(bot.endpoint, log_dir=tmp_path / "playground") as pg,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import date, timedelta
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.app_process import BotProcess, frontdesk_process
-from tests.support.cardquery import input_values
+from tests.support.cardquery import book_actions, input_values
 from tests.support.fake_graph import FakeGraph
 from tests.support.graph_session import (
     CONNECTION,
@@ -30,16 +29,17 @@ from tests.support.graph_session import (
     microsoft365,
 )
 from tests.support.playground import (
-    PLAYGROUND_BIN,
     PLAYGROUND_LABEL,
     Message,
     Playground,
+    bot_answered,
     card_text,
     find_action,
-    find_actions,
+    form_inputs,
     input_ids,
+    press,
+    require_playground,
 )
-from tests.support.prereq import require
 
 pytestmark = pytest.mark.e2e
 
@@ -57,8 +57,7 @@ async def m365() -> AsyncIterator[Microsoft365]:
 @pytest.fixture
 async def frontdesk(tmp_path: Path, m365: Microsoft365) -> AsyncIterator[BotProcess]:
     """`python app.py` in local mode with DIRECTORY=graph on a free loopback port."""
-    require(shutil.which("node") is not None, "node is not on PATH")
-    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+    require_playground()
     async with frontdesk_process(tmp_path, m365.settings()) as bot:
         yield bot
 
@@ -83,44 +82,6 @@ def the_day_after(form: Mapping[str, Any]) -> str:
     return (date.fromisoformat(today) + timedelta(days=1)).isoformat()
 
 
-def form_inputs(card: Mapping[str, Any], **changes: str) -> dict[str, Any]:
-    """The values a user leaves in the form (its defaults) with their own changes."""
-    values: dict[str, Any] = input_values(card)
-    unknown = set(changes) - set(input_ids(card))
-    assert not unknown, f"the form has no inputs {unknown}"
-    values.update(changes)
-    return values
-
-
-def book_buttons(card: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [
-        action
-        for action in find_actions(card)
-        if action["type"] == "Action.Execute"
-        and str(action.get("title", "")).startswith("Book ")
-        and action.get("title") != "Book a room"
-    ]
-
-
-async def bot_answered(pg: Playground, message_id: str) -> None:
-    """The bot answered the invoke on this message with HTTP 200 and statusCode 200."""
-    full = await pg.bot_invoke_response(message_id)
-    assert full["statusCode"] == 200, full
-    assert full["body"]["statusCode"] == 200, full
-
-
-async def press(
-    pg: Playground,
-    message: Message,
-    action: Mapping[str, Any],
-    inputs: Mapping[str, Any] | None = None,
-) -> Message:
-    """Press a button on the card shown; the card the answer put in its place."""
-    await pg.invoke_action(message, action, inputs)
-    await bot_answered(pg, message.id)
-    return pg.latest_card()
-
-
 async def results_for_tomorrow(pg: Playground) -> Message:
     """`book`, then the form filled for tomorrow 10:00 and 4 people, then Find rooms."""
     await pg.send_message("book")
@@ -129,7 +90,7 @@ async def results_for_tomorrow(pg: Playground) -> Message:
     inputs = form_inputs(form.card, date=the_day_after(form.card), start="10:00", attendees="4")
     results = await press(pg, form, find_action(form.card, "Find rooms"), inputs)
     assert "Free rooms" in card_text(results.card), card_text(results.card)
-    assert book_buttons(results.card), card_text(results.card)
+    assert book_actions(results.card), card_text(results.card)
     return results
 
 
@@ -170,7 +131,7 @@ async def test_book_in_graph_mode_through_the_playground(
     async with Playground(frontdesk.endpoint, log_dir=tmp_path / "playground") as pg:
         sign_in(pg, m365)
         results = await results_for_tomorrow(pg)
-        first = book_buttons(results.card)[0]
+        first = book_actions(results.card)[0]
         room = first["title"].removeprefix("Book ")
 
         confirmation = await press(pg, results, first)
@@ -236,7 +197,7 @@ async def test_a_throttled_booking_still_books_once_through_the_playground(
         results = await results_for_tomorrow(pg)
         graph.throttle("/me/events", times=2, retry_after=1)
 
-        confirmation = await press(pg, results, book_buttons(results.card)[0])
+        confirmation = await press(pg, results, book_actions(results.card)[0])
 
         assert "Room booked" in card_text(confirmation.card), card_text(confirmation.card)
         assert len(graph.calendar(mailbox)) == 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,15 @@ import pytest
 from tests.support.app_process import BotProcess, frontdesk_process, run_app
 from tests.support.cardquery import input_values
 from tests.support.playground import (
-    PLAYGROUND_BIN,
     Message,
     Playground,
     card_text,
     find_action,
     find_actions,
+    press,
+    require_playground,
     write_config_file,
 )
-from tests.support.prereq import require
 
 pytestmark = pytest.mark.e2e
 
@@ -91,8 +90,7 @@ policies:
 
 @pytest.fixture
 async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
-    require(shutil.which("node") is not None, "node is not on PATH")
-    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+    require_playground()
     (tmp_path / "services.yaml").write_text(CATALOGUE, encoding="utf-8")
     (tmp_path / "policies.yaml").write_text(POLICIES, encoding="utf-8")
     settings = {
@@ -101,23 +99,6 @@ async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
     }
     async with frontdesk_process(tmp_path, settings) as bot:
         yield bot
-
-
-async def press(
-    pg: Playground,
-    message: Message,
-    action: dict[str, Any],
-    inputs: dict[str, Any] | None = None,
-    *,
-    user_id: str | None = None,
-) -> dict[str, Any]:
-    """Press a button as `user_id` (default: the current user); the card that answered."""
-    await pg.invoke_action(message, action, inputs, user_id=user_id)
-    full = await pg.bot_invoke_response(message.id)
-    assert full["statusCode"] == 200, full
-    assert full["body"]["statusCode"] == 200, full
-    card: dict[str, Any] = full["body"]["value"]
-    return card
 
 
 def decide(card: dict[str, Any], title: str, item: str | None = None) -> dict[str, Any]:
@@ -157,19 +138,17 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
         await pg.wait_for_card()
         await pg.send_message("request")
         categories = await pg.wait_for_card()
-        form_card = await press(pg, categories, find_action(categories.card, "Ask for catering"))
-        form = pg.latest_card()
-        assert form.card == form_card
+        form = await press(pg, categories, find_action(categories.card, "Ask for catering"))
+        assert pg.latest_card() == form  # the UI shows the answer in the card's place
         inputs = {
-            **input_values(form_card),
+            **input_values(form.card),
             "field.people": "10",
             "field.lunch": "sandwiches",
             "field.pastries": "2",
         }
         mark = len(pg.sent)
-        filed = await press(pg, form, find_action(form_card, "Send request"), inputs)
-        assert "Sent. It now waits for Team lead" in card_text(filed)
-        requester_message = pg.latest_card()
+        filed = await press(pg, form, find_action(form.card, "Send request"), inputs)
+        assert "Sent. It now waits for Team lead" in card_text(filed.card)
 
         # The team lead gets the card in a chat the bot opened, and decides per item.
         seen: set[str] = set()
@@ -181,9 +160,9 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
             {"comment": "No pastries"},
             user_id=LEAD,
         )
-        assert "Your decision is recorded." in card_text(rejected)
+        assert "Your decision is recorded." in card_text(rejected.card)
         mark = len(pg.sent)
-        await press(pg, lead_msg, decide(rejected, "Approve"), user_id=LEAD)
+        await press(pg, lead_msg, decide(rejected.card, "Approve"), user_id=LEAD)
 
         # Finance: both must approve.
         for approver in FINANCE:
@@ -192,13 +171,13 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
                 message.card
             )
             answer = await press(pg, message, decide(message.card, "Approve"), user_id=approver)
-            assert "Your decision is recorded." in card_text(answer)
+            assert "Your decision is recorded." in card_text(answer.card)
 
         # The kitchen starts and finishes; the requester is told at each step.
         kitchen = await card_for(pg, "waiting for the fulfilment team", mark, seen)
         started = await press(pg, kitchen, find_action(kitchen.card, "Start"), user_id=KITCHEN)
-        assert "in progress" in card_text(started)
-        await press(pg, kitchen, find_action(started, "Done"), user_id=KITCHEN)
+        assert "in progress" in card_text(started.card)
+        await press(pg, kitchen, find_action(started.card, "Done"), user_id=KITCHEN)
 
         def done_notice(m: Message) -> bool:
             return (
@@ -209,7 +188,7 @@ async def test_a_request_is_filed_approved_in_two_stages_and_fulfilled(
 
         # Her own card (updated in place) and a notice message both show the outcome.
         await pg.wait_for(done_notice, timeout=10, after=0)
-        original = [m for m in pg.messages if m.id == requester_message.id][-1]
+        original = [m for m in pg.messages if m.id == filed.id][-1]
         assert "Partly approved, done" in card_text(original.card)
         assert "Grace Hopper rejected Pastry platters: “No pastries”" in card_text(original.card)
         # The lead's copy shows it too, with no buttons left.

@@ -26,7 +26,13 @@ from sqlalchemy import Engine, create_engine, text
 
 from tests.support.activities import make_card_action, make_message
 from tests.support.app_process import BotProcess, frontdesk_process
-from tests.support.cardquery import action_titled, execute_actions, headline, input_values
+from tests.support.cardquery import (
+    action_titled,
+    book_actions,
+    execute_actions,
+    headline,
+    input_values,
+)
 from tests.support.fake_connector import FakeConnector, RecordedRequest
 from tests.support.fake_graph import FakeGraph
 from tests.support.graph_session import Microsoft365, megan_events, microsoft365
@@ -100,9 +106,9 @@ async def _book_click(world: World, bot: BotProcess) -> dict[str, Any]:
         bot, make_card_action(find["verb"], {**inputs, **find.get("data", {})}, service_url=su)
     )
     assert status == 200 and body["statusCode"] == 200, body
-    offers = [a for a in execute_actions(body["value"]) if a["verb"] == "booking.book"]
+    offers = book_actions(body["value"])
     assert offers, body
-    return make_card_action("booking.book", offers[0]["data"], service_url=su)
+    return make_card_action(offers[0]["verb"], offers[0]["data"], service_url=su)
 
 
 async def _click_until_killed(bot: BotProcess, click: dict[str, Any]) -> dict[str, Any] | None:

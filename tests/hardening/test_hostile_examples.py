@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from bot.commands import Verb
-from tests.bot.conftest import CARD_TYPE, Frontdesk, book_actions
+from tests.bot.conftest import CARD_TYPE, Frontdesk
 from tests.hardening.conftest import changed_tables, database_snapshot
 from tests.support.activities import ALEX, make_card_action, make_members_added, make_message
-from tests.support.cardquery import action_titled, execute_actions, headline, text_of
+from tests.support.cardquery import action_titled, book_actions, execute_actions, headline, text_of
 
 TOMORROW = "2026-11-24"  # the FakeClock stands on Mon 23 Nov 2026
 SLOT = {"date": TOMORROW, "start": "10:00", "duration": "30", "attendees": "2"}

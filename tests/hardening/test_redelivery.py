@@ -19,7 +19,7 @@ import pytest
 from app import COMPONENTS
 from bot.storage.deliveries import DELIVERY_TTL
 from bot.storage.tables import BookingStatus
-from tests.bot.conftest import Frontdesk, book_actions, card_of
+from tests.bot.conftest import Frontdesk, card_of
 from tests.support.activities import (
     GROUP_CHAT,
     make_group_mention,
@@ -27,7 +27,7 @@ from tests.support.activities import (
     make_members_added,
     make_message,
 )
-from tests.support.cardquery import action_titled, headline, text_of
+from tests.support.cardquery import action_titled, book_actions, headline, text_of
 from tests.support.fake_graph import FakeGraph
 from tests.support.graph_session import Microsoft365, megan_events, microsoft365
 

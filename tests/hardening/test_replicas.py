@@ -40,7 +40,13 @@ from tests.support.activities import (
     personal_chat,
 )
 from tests.support.app_process import BotProcess, frontdesk_process
-from tests.support.cardquery import action_titled, execute_actions, headline, input_values, text_of
+from tests.support.cardquery import (
+    action_titled,
+    book_actions,
+    headline,
+    input_values,
+    text_of,
+)
 from tests.support.fake_connector import FakeConnector
 from tests.support.round_robin import RoundRobinProxy
 
@@ -380,7 +386,7 @@ async def test_twenty_people_booking_one_room_through_both_replicas_get_one_book
                 for booker in BOOKERS
             )
         )
-        room = book_buttons(results[0])[0]["title"].removeprefix("Book ")
+        room = book_actions(results[0])[0]["title"].removeprefix("Book ")
         clicks = [
             make_card_action(
                 button["verb"], button["data"], service_url=desk.service_url, user=booker
@@ -405,13 +411,8 @@ async def test_twenty_people_booking_one_room_through_both_replicas_get_one_book
     for card in answers:
         if headline(card) == "Free rooms":
             assert f"{room} was just booked by someone else" in text_of(card)
-            offered = [b["title"].removeprefix("Book ") for b in book_buttons(card)]
+            offered = [b["title"].removeprefix("Book ") for b in book_actions(card)]
             assert offered and room not in offered, offered
-
-
-def book_buttons(card: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The Book buttons of a results card (one per free room)."""
-    return [a for a in execute_actions(card) if a.get("verb") == "booking.book"]
 
 
 async def shown(desk: Cluster, card: dict[str, Any], who: TeamsUser) -> dict[str, Any]:
@@ -465,7 +466,7 @@ async def test_one_activity_delivered_to_both_replicas_has_one_effect(
         found = await desk.press(
             make_card_action(find["verb"], {**booking_inputs(form), **find["data"]}, service_url=su)
         )
-        button = book_buttons(found)[0]
+        button = book_actions(found)[0]
         click = make_card_action(button["verb"], button["data"], service_url=su)
         clicked = await to_both(desk, click, at_once=True)
         clicked += await to_both(desk, click, at_once=False)

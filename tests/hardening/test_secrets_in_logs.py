@@ -35,11 +35,11 @@ from sqlalchemy import Engine, text
 from app import COMPONENTS, Seams, create_app
 from bot.commands import Verb
 from bot.config import load_settings
-from tests.bot.conftest import CARD_TYPE, book_actions
+from tests.bot.conftest import CARD_TYPE
 from tests.bot.test_authentication import KEY_ID, OUR_KEY, KeyServer
 from tests.conftest import FakeClock
 from tests.support.activities import ALEX, MEGAN, TeamsUser, make_card_action, make_message
-from tests.support.cardquery import headline, input_values, text_of
+from tests.support.cardquery import book_actions, headline, input_values, text_of
 from tests.support.fake_connector import FakeConnector
 from tests.support.fake_entra import FakeEntra
 from tests.support.fake_graph import FakeGraph, FakeTenant

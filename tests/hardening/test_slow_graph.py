@@ -26,9 +26,9 @@ import pytest
 from app import COMPONENTS
 from bot.config import load_settings
 from bot.tasks import BackgroundTasks, SlowClicks
-from tests.bot.conftest import Frontdesk, book_actions, card_of, running_frontdesk
+from tests.bot.conftest import Frontdesk, card_of, running_frontdesk
 from tests.conftest import FakeClock
-from tests.support.cardquery import headline, text_of
+from tests.support.cardquery import book_actions, headline, text_of
 from tests.support.fake_connector import FakeConnector, RecordedRequest
 from tests.support.fake_graph import FakeGraph
 from tests.support.graph_session import megan_events, microsoft365

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.commands import Verb
-from tests.bot.conftest import ERROR_TYPE, Frontdesk, book_actions
+from tests.bot.conftest import ERROR_TYPE, Frontdesk
 from tests.hardening.conftest import changed_tables, database_snapshot
 from tests.support.activities import (
     MEGAN,
@@ -28,7 +28,7 @@ from tests.support.activities import (
     make_message,
     personal_chat,
 )
-from tests.support.cardquery import action_titled
+from tests.support.cardquery import action_titled, book_actions
 
 FOREIGN_TENANT = STRANGER.tenant_id
 # Megan's own ids, but in another tenant (a guest account, or a forged activity).

@@ -60,6 +60,20 @@ def action_titled(card: Card, title: str) -> dict[str, Any]:
     return found[0]
 
 
+def book_actions(card: Card) -> list[dict[str, Any]]:
+    """The Book buttons of a results card (`Book <room>`, one per free room), read from the card."""
+    return [
+        action
+        for action in execute_actions(card)
+        if str(action.get("title", "")).startswith("Book ") and action.get("title") != "Book a room"
+    ]
+
+
+def book_action(card: Card, room_name: str) -> dict[str, Any]:
+    """The Book button of one room (plain `Book <room>`)."""
+    return action_titled(card, f"Book {room_name}")
+
+
 def texts(card: Card) -> list[str]:
     """The texts a reader sees: TextBlocks and facts (`title: value`)."""
     found: list[str] = []

@@ -135,7 +135,8 @@ from typing import Any, Literal
 import aiohttp
 import yaml
 
-from tests.support.cardquery import walk
+from tests.support.cardquery import input_values, walk
+from tests.support.prereq import require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = REPO_ROOT / "tests" / "js"
@@ -233,6 +234,16 @@ def input_ids(card: Mapping[str, Any]) -> list[str]:
         and str(node["type"]).startswith("Input.")
         and "id" in node
     ]
+
+
+def form_inputs(card: Mapping[str, Any], **changes: str) -> dict[str, Any]:
+    """The values a user leaves in a form (its defaults) with their own changes, which must be
+    inputs of the card."""
+    values: dict[str, Any] = input_values(card)
+    unknown = set(changes) - set(input_ids(card))
+    assert not unknown, f"the form has no inputs {unknown}"
+    values.update(changes)
+    return values
 
 
 def card_text(card: Mapping[str, Any]) -> str:
@@ -1093,3 +1104,45 @@ async def run_ui_steps(
     result["returncode"] = process.returncode
     result["stderr"] = err[-4000:]
     return result
+
+
+# ------------------------------------------------------------------------------------------
+# Steps of the e2e tests
+
+
+def require_playground() -> None:
+    """Node and the Playground (`make node`); else skip, or fail when FRONTDESK_REQUIRE_ALL=1."""
+    require(shutil.which("node") is not None, "node is not on PATH")
+    require(PLAYGROUND_BIN.exists(), f"Agents Playground is not installed ({PLAYGROUND_BIN})")
+
+
+def require_browser() -> None:
+    """The Playground and Chromium (CHROMIUM_PATH) for the web UI, as `require_playground`."""
+    require_playground()
+    require(CHROMIUM.exists(), f"Chromium is not installed ({CHROMIUM})")
+
+
+async def bot_answered(pg: Playground, message_id: str) -> None:
+    """The bot answered the last invoke on this message with HTTP 200 and statusCode 200."""
+    full = await pg.bot_invoke_response(message_id)
+    assert full["statusCode"] == 200, full
+    assert full["body"]["statusCode"] == 200, full
+
+
+async def press(
+    pg: Playground,
+    message: Message,
+    action: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | None = None,
+) -> Message:
+    """Press a button on ``message``'s card as ``user_id`` (default: the current user); the bot
+    must answer it with a card. That card, as the message the UI shows in the pressed one's place.
+    """
+    before = len(pg.messages)
+    await pg.invoke_action(message, action, inputs, user_id=user_id)
+    await bot_answered(pg, message.id)
+    answers = [m for m in pg.messages[before:] if m.source == "invoke" and m.id == message.id]
+    assert answers, f"the bot answered the press on {message.id} without a card"
+    return answers[0]
