@@ -52,6 +52,7 @@ from tests.support.cardquery import (
     input_values,
     text_of,
 )
+from tests.support.service_catalogue import catalogue_settings
 
 ADA = TeamsUser(
     id="29:1AdaAdmin000000000000000000000000000000000000000",
@@ -72,13 +73,8 @@ ONLY_ADMINS = "Only Frontdesk admins can do that. Nothing was changed."
 
 @pytest.fixture
 def app_env(tmp_path: Path) -> dict[str, str]:
-    catalogue = tmp_path / "services.yaml"
-    policies = tmp_path / "policies.yaml"
-    catalogue.write_text(CATALOGUE, encoding="utf-8")
-    policies.write_text(POLICIES, encoding="utf-8")
     return {
-        "CATALOGUE_FILE": str(catalogue),
-        "POLICIES_FILE": str(policies),
+        **catalogue_settings(tmp_path, CATALOGUE, POLICIES),
         # Capitals on purpose: object ids compare without case.
         "ADMIN_USERS": f"{ADA.aad_object_id.upper()}, 00000000-0000-0000-0000-0000000000ff",
         "MICROSOFT_APP_TENANT_ID": TENANT_ID,

@@ -35,43 +35,13 @@ from tests.support.activities import (
 )
 from tests.support.cardquery import action_titled, execute_actions, input_values, text_of
 from tests.support.fake_connector import cards_of
+from tests.support.service_catalogue import catalogue, catalogue_settings, catering
 
 FALLBACK = "19:fallback0000000000000000000000@thread.tacv2"
 
-CATALOGUE = f"""
-currency: EUR
-categories:
-  - id: catering
-    name: Catering
-    description: Food and drinks for your meeting.
-    policy: two-stage
-    booking: none
-    fulfilment:
-      users: [{LYNNE.aad_object_id}]
-    fields:
-      - id: people
-        type: number
-        label: Number of people
-        required: true
-        min: 1
-        max: 50
-      - id: lunch
-        type: choice
-        label: Lunch
-        quantity_from: people
-        choices:
-          - {{id: sandwiches, title: Sandwich platter, unit_price: 9.50}}
-          - {{id: salads, title: Salad bowls, unit_price: 11.00}}
-      - id: pastries
-        type: number
-        label: Pastry platters
-        min: 0
-        max: 10
-        unit_price: 24.00
-      - id: notes
-        type: text
-        label: Notes
-"""
+CATALOGUE = catalogue(
+    catering(policy="two-stage", fulfilment=f"{{users: [{LYNNE.aad_object_id}]}}")
+)
 
 POLICIES = f"""
 groups:
@@ -94,11 +64,7 @@ policies:
 
 @pytest.fixture
 def app_env(tmp_path: Path) -> dict[str, str]:
-    catalogue = tmp_path / "services.yaml"
-    policies = tmp_path / "policies.yaml"
-    catalogue.write_text(CATALOGUE, encoding="utf-8")
-    policies.write_text(POLICIES, encoding="utf-8")
-    return {"CATALOGUE_FILE": str(catalogue), "POLICIES_FILE": str(policies)}
+    return catalogue_settings(tmp_path, CATALOGUE, POLICIES)
 
 
 class Desk:
@@ -586,20 +552,23 @@ async def test_a_faulty_form_comes_back_with_the_inputs_kept(desk: Desk) -> None
     )
 
 
-LINKED_CATALOGUE = CATALOGUE.replace("booking: none", "booking: required") + (
-    "      - {id: day, type: date, label: Day}\n"
-    "      - {id: serve-at, type: time, label: Serve at}\n"
+LINKED_CATALOGUE = catalogue(
+    catering(
+        policy="two-stage",
+        fulfilment=f"{{users: [{LYNNE.aad_object_id}]}}",
+        booking="required",
+        extra_fields=[
+            "{id: day, type: date, label: Day}",
+            "{id: serve-at, type: time, label: Serve at}",
+        ],
+    )
 )
 
 
 class TestLinkedToABooking:
     @pytest.fixture
     def app_env(self, tmp_path: Path) -> dict[str, str]:
-        catalogue = tmp_path / "services.yaml"
-        policies = tmp_path / "policies.yaml"
-        catalogue.write_text(LINKED_CATALOGUE, encoding="utf-8")
-        policies.write_text(POLICIES, encoding="utf-8")
-        return {"CATALOGUE_FILE": str(catalogue), "POLICIES_FILE": str(policies)}
+        return catalogue_settings(tmp_path, LINKED_CATALOGUE, POLICIES)
 
     async def test_order_services_from_a_booking_confirmation_links_the_request(
         self, desk: Desk

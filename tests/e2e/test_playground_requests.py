@@ -30,6 +30,7 @@ from tests.support.playground import (
     require_playground,
     write_config_file,
 )
+from tests.support.service_catalogue import catalogue, catalogue_settings, catering
 
 pytestmark = pytest.mark.e2e
 
@@ -55,26 +56,7 @@ OTHERS = [
     },
 ]
 
-CATALOGUE = f"""
-currency: EUR
-categories:
-  - id: catering
-    name: Catering
-    description: Food and drinks for your meeting.
-    policy: two-stage
-    booking: none
-    fulfilment:
-      users: [{KITCHEN}]
-    fields:
-      - {{id: people, type: number, label: Number of people, required: true, min: 1, max: 50}}
-      - id: lunch
-        type: choice
-        label: Lunch
-        quantity_from: people
-        choices:
-          - {{id: sandwiches, title: Sandwich platter, unit_price: 9.50}}
-      - {{id: pastries, type: number, label: Pastry platters, min: 0, max: 10, unit_price: 24.00}}
-"""
+CATALOGUE = catalogue(catering(policy="two-stage", fulfilment=f"{{users: [{KITCHEN}]}}"))
 POLICIES = f"""
 groups:
   finance: [{FINANCE[0]}, {FINANCE[1]}]
@@ -91,12 +73,7 @@ policies:
 @pytest.fixture
 async def frontdesk(tmp_path: Path) -> AsyncIterator[BotProcess]:
     require_playground()
-    (tmp_path / "services.yaml").write_text(CATALOGUE, encoding="utf-8")
-    (tmp_path / "policies.yaml").write_text(POLICIES, encoding="utf-8")
-    settings = {
-        "CATALOGUE_FILE": str(tmp_path / "services.yaml"),
-        "POLICIES_FILE": str(tmp_path / "policies.yaml"),
-    }
+    settings = catalogue_settings(tmp_path, CATALOGUE, POLICIES)
     async with frontdesk_process(tmp_path, settings) as bot:
         yield bot
 

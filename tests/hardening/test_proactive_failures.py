@@ -31,6 +31,7 @@ from tests.support.cardquery import action_titled, execute_actions, input_values
 from tests.support.fake_connector import FakeConnector, cards_of
 from tests.support.fake_graph import FakeGraph, FakeTenant, SentMail
 from tests.support.graph_session import MEGAN_TOKEN, Microsoft365, microsoft365
+from tests.support.service_catalogue import catalogue, catalogue_settings, catering
 
 FALLBACK = "19:approvalsfallback000000000000@thread.tacv2"
 TEAMS_APP_ID = "3f1e2d4c-5b6a-4798-8a9b-0c1d2e3f4a5b"
@@ -41,36 +42,11 @@ APP_TOKEN = "app-only-token-for-mail"
 JITTER = 0.5
 FIRST, SECOND, THIRD = 0.75, 1.5, 3.0
 
-CATALOGUE = """
-currency: EUR
-categories:
-  - id: catering
-    name: Catering
-    description: Food and drinks for your meeting.
-    policy: lead
-    booking: none
-    fulfilment:
-      channel: "19:kitchen00000000000000000000000@thread.tacv2"
-    fields:
-      - id: people
-        type: number
-        label: Number of people
-        required: true
-        min: 1
-        max: 50
-      - id: lunch
-        type: choice
-        label: Lunch
-        quantity_from: people
-        choices:
-          - {id: sandwiches, title: Sandwich platter, unit_price: 9.50}
-      - id: pastries
-        type: number
-        label: Pastry platters
-        min: 0
-        max: 10
-        unit_price: 24.00
-"""
+CATALOGUE = catalogue(
+    catering(
+        policy="lead", fulfilment='{channel: "19:kitchen00000000000000000000000@thread.tacv2"}'
+    )
+)
 
 POLICIES = f"""
 policies:
@@ -234,11 +210,7 @@ async def _start(
     graph: FakeGraph | None,
 ) -> AsyncIterator[Desk]:
     """The app with the test catalogue and policies, its connector retries on `waits`."""
-    catalogue = tmp_path / "services.yaml"
-    policies = tmp_path / "policies.yaml"
-    catalogue.write_text(CATALOGUE, encoding="utf-8")
-    policies.write_text(POLICIES, encoding="utf-8")
-    env = {"CATALOGUE_FILE": str(catalogue), "POLICIES_FILE": str(policies), **extra}
+    env = {**catalogue_settings(tmp_path, CATALOGUE, POLICIES), **extra}
 
     async def app_token() -> str:
         return APP_TOKEN

@@ -49,6 +49,7 @@ from tests.support.cardquery import (
 )
 from tests.support.fake_connector import FakeConnector
 from tests.support.round_robin import RoundRobinProxy
+from tests.support.service_catalogue import catalogue, catalogue_settings, catering
 
 pytestmark = pytest.mark.postgres
 
@@ -115,23 +116,9 @@ BOOKERS = [user(300 + i, f"Booker {i:02d}") for i in range(20)]
 CLICKS = 50
 USER_ZONE = "America/New_York"  # the clientInfo time zone the activity builders send
 
-CATALOGUE = f"""
-currency: EUR
-categories:
-  - id: catering
-    name: Catering
-    description: Food and drinks for your meeting.
-    policy: panel
-    booking: none
-    fulfilment:
-      users: [{FULFILMENT.aad_object_id}]
-    fields:
-      - id: people
-        type: number
-        label: Number of people
-        required: true
-        min: 1
-        max: 50
+CATALOGUE = catalogue(
+    catering(policy="panel", fulfilment=f"{{users: [{FULFILMENT.aad_object_id}]}}"),
+    f"""\
   - id: flowers
     name: Flowers
     description: Flowers for the reception.
@@ -146,7 +133,8 @@ categories:
         required: true
         min: 1
         max: 10
-"""
+""",
+)
 POLICIES = f"""
 groups:
   panel: [{", ".join(a.aad_object_id for a in APPROVERS)}]
@@ -261,16 +249,6 @@ async def wait_for_rows(engine: Engine, sql: str, count: int, **params: Any) -> 
     raise AssertionError(f"fewer than {count} rows after 30 s: {sql}")
 
 
-def request_settings(tmp_path: Path) -> dict[str, str]:
-    """The test catalogue and policies, as settings."""
-    (tmp_path / "services.yaml").write_text(CATALOGUE, encoding="utf-8")
-    (tmp_path / "policies.yaml").write_text(POLICIES, encoding="utf-8")
-    return {
-        "CATALOGUE_FILE": str(tmp_path / "services.yaml"),
-        "POLICIES_FILE": str(tmp_path / "policies.yaml"),
-    }
-
-
 async def file_request(desk: Cluster, category: str, inputs: Mapping[str, str]) -> dict[str, Any]:
     """Megan files a request through the bot; its row, once its approvers' cards are out."""
     categories = await desk.say("request", MEGAN)
@@ -301,7 +279,9 @@ async def file_request(desk: Cluster, category: str, inputs: Mapping[str, str]) 
 async def test_fifty_clicks_on_one_request_through_both_replicas_decide_it_once(
     tmp_path: Path, empty_database: str, db: Engine
 ) -> None:
-    async with cluster(tmp_path, empty_database, db, request_settings(tmp_path)) as desk:
+    async with cluster(
+        tmp_path, empty_database, db, catalogue_settings(tmp_path, CATALOGUE, POLICIES)
+    ) as desk:
         for approver in APPROVERS:  # each has a personal chat with the bot
             await desk.say("help", approver)
         request = await file_request(desk, "catering", {"field.people": "6"})
@@ -486,7 +466,9 @@ async def test_decisions_close_together_on_both_replicas_leave_every_copy_curren
     # Both of a pair must approve; they do within a moment, each through another replica,
     # while the connector is slow to take the first decision's first card update.
     pair = APPROVERS[:2]
-    async with cluster(tmp_path, empty_database, db, request_settings(tmp_path)) as desk:
+    async with cluster(
+        tmp_path, empty_database, db, catalogue_settings(tmp_path, CATALOGUE, POLICIES)
+    ) as desk:
         for approver in pair:
             await desk.say("help", approver)
         request = await file_request(desk, "flowers", {"field.vases": "2"})
