@@ -143,6 +143,17 @@ class Frontdesk:
         inputs = {**input_values(form_card), **form}
         return await self.press(action_titled(form_card, "Find rooms"), inputs, **kwargs)
 
+    # -- service requests ------------------------------------------------------------------
+    async def file_request(
+        self, category: str, inputs: Mapping[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        """Ask for a service (`request`, then `Ask for <category>`), fill its form over its
+        defaults and press Send request: the card the bot answered with."""
+        categories = await self.say("request", **kwargs)
+        form = await self.press(action_titled(categories, f"Ask for {category}"), **kwargs)
+        send = action_titled(form, "Send request")
+        return await self.press(send, {**input_values(form), **inputs}, **kwargs)
+
     # -- the database -------------------------------------------------------------------------
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         """Rows of a plain SQL query, as dicts."""

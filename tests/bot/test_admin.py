@@ -116,11 +116,7 @@ async def reassign_form(desk: Desk, request_id: str) -> dict[str, Any]:
 async def file_as(desk: Desk, user: TeamsUser) -> str:
     """The user asks for catering (ORDER); the new request's id."""
     await desk.settle()  # earlier notifications are not taken for the answer
-    categories = await desk.fd.say("request", user=user)
-    form = await desk.press(action_titled(categories, "Ask for catering"), user=user)
-    await desk.press(
-        action_titled(form, "Send request"), {**input_values(form), **ORDER}, user=user
-    )
+    await desk.fd.file_request("catering", ORDER, user=user)
     rows = desk.fd.rows(
         "SELECT id FROM service_request WHERE requester_id = :u ORDER BY created_at DESC",
         u=user.aad_object_id,

@@ -469,16 +469,10 @@ IT_REQUEST = {
 }
 
 
-async def _file_it_request(frontdesk: Frontdesk) -> dict[str, Any]:
-    categories = await frontdesk.say("request")
-    form = await frontdesk.press(action_titled(categories, "Ask for IT"))
-    return await frontdesk.press(action_titled(form, "Send request"), IT_REQUEST)
-
-
 async def test_the_manager_stage_asks_the_manager_graph_names(
     frontdesk: Frontdesk, graph: FakeGraph
 ) -> None:
-    card = await _file_it_request(frontdesk)
+    card = await frontdesk.file_request("IT", IT_REQUEST)
 
     megan = graph_megan(graph)
     assert megan.manager_id is not None
@@ -497,7 +491,7 @@ async def test_without_a_manager_in_graph_the_request_is_refused_with_the_reason
     megan = graph_megan(graph)
     megan.manager_id = None
 
-    card = await _file_it_request(frontdesk)
+    card = await frontdesk.file_request("IT", IT_REQUEST)
 
     assert "This request cannot be sent" in text_of(card)
     assert "no manager known for the requester" in text_of(card)
@@ -509,7 +503,7 @@ async def test_a_request_graph_fails_on_offers_the_requests_not_the_booking_form
 ) -> None:
     graph.fail("/manager", 500, "generalException", times=None)
 
-    card = await _file_it_request(frontdesk)
+    card = await frontdesk.file_request("IT", IT_REQUEST)
 
     assert "Microsoft 365" in text_of(card)
     assert {a["verb"] for a in execute_actions(card)} == {

@@ -100,12 +100,8 @@ class Desk:
 
     async def file(self, inputs: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
         """Megan asks for catering: the card she gets and the request id."""
-        categories = await self.fd.say("request")
-        form = await self.press(action_titled(categories, "Ask for catering"))
-        send = action_titled(form, "Send request")
-        card = await self.press(send, {**input_values(form), **inputs})
-        request_id = self.request_ids()[-1]
-        return card, request_id
+        card = await self.fd.file_request("catering", inputs)
+        return card, self.request_ids()[-1]
 
     def request_ids(self) -> list[str]:
         return [

@@ -27,7 +27,7 @@ from bot.notifications import RetryPolicy
 from tests.bot.conftest import Frontdesk, running_frontdesk
 from tests.conftest import FakeClock
 from tests.support.activities import ALEX, MEGAN, TENANT_ID, TeamsUser, make_message, personal_chat
-from tests.support.cardquery import action_titled, execute_actions, input_values, text_of
+from tests.support.cardquery import execute_actions, text_of
 from tests.support.fake_connector import FakeConnector, cards_of
 from tests.support.fake_graph import FakeGraph, FakeTenant, SentMail
 from tests.support.graph_session import MEGAN_TOKEN, Microsoft365, microsoft365
@@ -96,11 +96,7 @@ class Desk:
 
     async def file(self) -> str:
         """Megan asks for catering; the request id. Then the notifications run."""
-        categories = await self.fd.say("request")
-        form = await self.fd.press(action_titled(categories, "Ask for catering"))
-        card = await self.fd.press(
-            action_titled(form, "Send request"), {**input_values(form), **ORDER}
-        )
+        card = await self.fd.file_request("catering", ORDER)
         assert "Sent." in text_of(card)
         [row] = self.fd.rows("SELECT id FROM service_request ORDER BY created_at DESC LIMIT 1")
         await self.settle()
