@@ -168,8 +168,16 @@ class Frontdesk:
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    """The app's database: a fresh SQLite file (a test class may override this)."""
+    """The app's database: a fresh SQLite file (each kind in a class based on OnEachDatabase)."""
     return f"sqlite:///{tmp_path / 'frontdesk.db'}"
+
+
+class OnEachDatabase:
+    """A base for test classes whose app runs on each database kind (SQLite and PostgreSQL)."""
+
+    @pytest.fixture
+    def db_url(self, database_url: str) -> str:
+        return database_url
 
 
 @pytest.fixture

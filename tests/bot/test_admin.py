@@ -27,7 +27,7 @@ from bot.commands import match_command
 from bot.storage.service_requests import ServiceRequestRepository
 from bot.storage.tables import BookingStatus
 from manifest.build import command_lists
-from tests.bot.conftest import Frontdesk, card_of
+from tests.bot.conftest import Frontdesk, OnEachDatabase, card_of
 from tests.bot.test_requests import CATALOGUE, ORDER, POLICIES, Desk, decide_action
 from tests.storage.conftest import make_booking
 from tests.support.activities import (
@@ -201,11 +201,7 @@ def test_admin_is_answered_but_not_in_the_manifest_menu() -> None:
 # --- Counts -------------------------------------------------------------------------------------
 
 
-class TestCounts:
-    @pytest.fixture
-    def db_url(self, database_url: str) -> str:
-        return database_url
-
+class TestCounts(OnEachDatabase):
     async def test_the_counts_are_the_tenants_today(self, desk: Desk) -> None:
         fd = desk.fd
         now = fd.clock.now
@@ -417,11 +413,7 @@ async def test_tampered_or_stale_reassignments_change_nothing(desk: Desk) -> Non
 # --- Racing a decision --------------------------------------------------------------------------
 
 
-class TestRacingADecision:
-    @pytest.fixture
-    def db_url(self, database_url: str) -> str:
-        return database_url
-
+class TestRacingADecision(OnEachDatabase):
     async def test_a_decision_and_a_reassignment_at_once_have_exactly_one_winner(
         self, desk: Desk
     ) -> None:

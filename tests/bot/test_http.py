@@ -26,6 +26,7 @@ from tests.bot.conftest import (
     DEFAULT_ZONE,
     ERROR_TYPE,
     Frontdesk,
+    OnEachDatabase,
     card_of,
 )
 from tests.support.activities import (
@@ -323,11 +324,7 @@ async def test_unknown_client_zone_is_ignored(frontdesk: Frontdesk) -> None:
 # --- booking, on SQLite and PostgreSQL --------------------------------------------------------
 
 
-class TestBookingOnEachDatabase:
-    @pytest.fixture
-    def db_url(self, database_url: str) -> str:
-        return database_url
-
+class TestBookingOnEachDatabase(OnEachDatabase):
     async def test_install_events_arriving_together_welcome_once(
         self, frontdesk: Frontdesk
     ) -> None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app import COMPONENTS
-from tests.bot.conftest import Frontdesk, card_of
+from tests.bot.conftest import Frontdesk, OnEachDatabase, card_of
 from tests.support.activities import (
     ALEX,
     DIEGO,
@@ -364,11 +364,7 @@ async def test_the_same_invoke_delivered_twice_decides_and_notifies_once(desk: D
     assert [text_of(c).splitlines()[0] for c in told] == ["Request approved"]
 
 
-class TestConcurrentClicks:
-    @pytest.fixture
-    def db_url(self, database_url: str) -> str:
-        return database_url
-
+class TestConcurrentClicks(OnEachDatabase):
     async def test_many_approvers_clicking_at_once_give_one_decision_and_one_notice(
         self, desk: Desk
     ) -> None:

@@ -19,7 +19,7 @@ import pytest
 from app import COMPONENTS
 from bot.storage.deliveries import DELIVERY_TTL
 from bot.storage.tables import BookingStatus
-from tests.bot.conftest import Frontdesk, card_of
+from tests.bot.conftest import Frontdesk, OnEachDatabase, card_of
 from tests.support.activities import (
     GROUP_CHAT,
     make_group_mention,
@@ -43,11 +43,7 @@ async def _deliver(frontdesk: Frontdesk, activity: dict[str, Any]) -> list[int]:
     return [status for status, _ in (first, *together, later)]
 
 
-class TestOnEachDatabase:
-    @pytest.fixture
-    def db_url(self, database_url: str) -> str:
-        return database_url
-
+class TestOnEachDatabase(OnEachDatabase):
     @pytest.mark.parametrize("text", ["book", "my bookings", "what is this?"])
     async def test_a_message_delivered_again_is_answered_once(
         self, frontdesk: Frontdesk, text: str
