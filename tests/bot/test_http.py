@@ -44,6 +44,7 @@ from tests.support.activities import (
 )
 from tests.support.app_process import run_app
 from tests.support.cardquery import (
+    BOOKING_FORM_INPUTS,
     action_titled,
     book_action,
     book_actions,
@@ -60,20 +61,6 @@ TODAY = "2026-11-23"
 # A free slot later today: 10:00-10:30 in New York is 15:00-15:30 UTC.
 SLOT = {"date": TODAY, "start": "10:00", "duration": "30", "attendees": "4"}
 SLOT_START_UTC = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
-FORM_INPUTS = {
-    "date",
-    "start",
-    "duration",
-    "end",
-    "attendees",
-    "building",
-    "floor",
-    "equipment",
-    "subject",
-    "online",
-    "repeat",
-    "occurrences",
-}
 BOOKING_COLUMNS = (
     "id, attempt_id, tenant_id, user_id, user_name, room_id, room_name, building, floor_label, "
     "subject, start_at, end_at, attendees, online_meeting, join_url, time_zone, status, "
@@ -86,7 +73,7 @@ APPROVAL_ROOMS = [room for room in load_rooms_file(DEFAULT_ROOMS_FILE) if room.n
 def assert_booking_form(card: dict[str, Any]) -> dict[str, str]:
     """The card is the booking form; its input values as Teams would send them."""
     assert headline(card) == "Book a room"
-    assert set(inputs(card)) == FORM_INPUTS
+    assert list(inputs(card)) == list(BOOKING_FORM_INPUTS)
     assert [a["verb"] for a in execute_actions(card) if a["title"] == "Find rooms"] == [
         Verb.BOOKING_SEARCH.value
     ]

@@ -48,7 +48,7 @@ from tests.support.activities import (
     make_message,
 )
 from tests.support.app_process import app_environment
-from tests.support.cardquery import walk
+from tests.support.cardquery import BOOKING_FORM_INPUTS, walk
 from tests.support.playground import free_port
 from tests.support.prereq import REQUIRE_ALL, repo_root
 
@@ -288,18 +288,7 @@ DATA_KEYS = [
     "series",
     "substitute",
     "comment",
-    "date",
-    "start",
-    "duration",
-    "end",
-    "attendees",
-    "building",
-    "floor",
-    "equipment",
-    "subject",
-    "online",
-    "repeat",
-    "occurrences",
+    *BOOKING_FORM_INPUTS,
     "request",
     "item",
     "stage",

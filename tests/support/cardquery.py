@@ -60,6 +60,23 @@ def action_titled(card: Card, title: str) -> dict[str, Any]:
     return found[0]
 
 
+# The inputs of the booking form, by id, in the order the form shows them.
+BOOKING_FORM_INPUTS = (
+    "date",
+    "start",
+    "duration",
+    "end",
+    "attendees",
+    "building",
+    "floor",
+    "equipment",
+    "repeat",
+    "occurrences",
+    "subject",
+    "online",
+)
+
+
 def book_actions(card: Card) -> list[dict[str, Any]]:
     """The Book buttons of a results card (`Book <room>`, one per free room), read from the card."""
     return [
