@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -101,13 +102,22 @@ def database_url(
         yield url
 
 
+@contextmanager
+def migrated_engine(database_url: str, **options: Any) -> Iterator[Engine]:
+    """An engine on the database (`options` for `create_db_engine`), migrated; disposed after."""
+    engine = create_db_engine(database_url, **options)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     """A migrated engine on each database kind."""
-    engine = create_db_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    with migrated_engine(database_url) as engine:
+        yield engine
 
 
 @pytest.fixture

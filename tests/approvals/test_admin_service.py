@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,6 @@ from bot.admin import (
 from bot.approvals.service import ApprovalService, RequestNotFound, ServiceRequest
 from bot.errors import InputError, NotAllowed
 from bot.storage.admin import AdminQueries
-from bot.storage.db import create_db_engine, upgrade
 from bot.storage.service_requests import ServiceRequestRepository
 from bot.storage.tables import BookingStatus, UserProfile
 from tests.approvals.test_service import (
@@ -487,14 +486,6 @@ async def test_a_reassignment_landing_first_makes_the_old_approvers_decision_cha
 
 
 RACES = 8
-
-
-@pytest.fixture
-def race_engine(database_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(database_url, pool_size=8)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def race_once(service: ApprovalService, request_id: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -48,7 +47,6 @@ from bot.approvals.service import (
 )
 from bot.errors import InputError, NotAllowed, NotFound
 from bot.models import Actor
-from bot.storage.db import create_db_engine, upgrade
 from bot.storage.service_requests import ServiceRequestRepository
 from bot.storage.tables import (
     Booking,
@@ -57,6 +55,7 @@ from bot.storage.tables import (
     FulfilmentStatus,
     ServiceRequestStatus,
 )
+from tests.approvals.conftest import RACERS
 from tests.conftest import FakeClock, make_actor
 from tests.storage.race import Attempt, peak_overlap, warm_pool
 
@@ -67,8 +66,6 @@ MANAGER = make_actor("user-mgr", name="Max Manager")
 SECURITY = [make_actor("user-sec1", name="Sam Security"), make_actor("user-sec2", name="Sue")]
 PANEL = [make_actor(f"user-p{i}", name=f"Panel Member {i}") for i in range(5)]
 OUTSIDER = make_actor("user-x", name="Xavier")
-
-RACERS = 50
 
 
 def catalogue() -> Catalogue:
@@ -486,15 +483,6 @@ async def test_the_audit_csv_quotes_and_filters(service: ApprovalService, clock:
 
 
 # --- The race -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def race_engine(database_url: str) -> Iterator[Engine]:
-    """A migrated engine with a connection for every racer."""
-    engine = create_db_engine(database_url, pool_size=RACERS + 4)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def race_decisions(service: ApprovalService, engine: Engine, request_id: str) -> list[Attempt]:

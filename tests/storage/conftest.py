@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from bot.storage.db import create_db_engine, upgrade
 from bot.storage.tables import Booking
+from tests.conftest import migrated_engine
 from tests.storage.race import RACERS
 
 TENANT = "tenant-1"
@@ -64,7 +64,5 @@ def make_booking(
 @pytest.fixture
 def race_engine(database_url: str) -> Iterator[Engine]:
     """A migrated engine with a connection for every racer and some to spare."""
-    engine = create_db_engine(database_url, pool_size=RACERS + 4)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+    with migrated_engine(database_url, pool_size=RACERS + 4) as engine:
+        yield engine
