@@ -57,6 +57,7 @@ from bot.storage.tables import (
 )
 from tests.approvals.conftest import RACERS
 from tests.conftest import FakeClock, make_actor
+from tests.storage.conftest import make_booking
 from tests.storage.race import Attempt, peak_overlap, warm_pool
 
 CHANNEL = "19:0a1b2c3d4e5f40718293a4b5c6d7e8f9@thread.tacv2"
@@ -558,22 +559,18 @@ def test_racing_approvers_leave_one_decision(
 
 def held_booking(engine: Engine, clock: FakeClock, booking_id: str, hour: int = 0) -> Booking:
     """A booking of room-1 held for Rita while its owner (Max) decides."""
-    start = clock.now + timedelta(days=1, hours=hour)
-    booking = Booking(
-        id=booking_id,
-        attempt_id=str(uuid.uuid4()),
-        tenant_id=TENANT,
-        user_id=REQUESTER.user_id,
+    booking = make_booking(
+        clock.now + timedelta(days=1, hours=hour),
         room_id="room-1",
+        user_id=REQUESTER.user_id,
+        tenant_id=TENANT,
+        id=booking_id,
+        user_name=REQUESTER.name,
         room_name="Atrium",
         building="HQ",
         floor_label="Ground floor",
         subject="Town hall",
-        start_at=start,
-        end_at=start + timedelta(hours=1),
         attendees=30,
-        online_meeting=False,
-        time_zone="Europe/London",
         created_at=clock.now,
         approval=BookingApproval.PENDING,
     )
