@@ -70,6 +70,27 @@ async def hold(
         log.append(f"{who} out")
 
 
+async def holder(
+    engine: Engine, log: list[str], who: str, release: asyncio.Event
+) -> asyncio.Task[None]:
+    """A task that has taken the lock "request-1" (noted in `log`) and keeps it until `release`."""
+    entered = asyncio.Event()
+    task = asyncio.create_task(hold(engine, "request-1", log, who, release, entered))
+    await asyncio.wait_for(entered.wait(), timeout=30)
+    return task
+
+
+async def waiter(
+    engine: Engine, log: list[str], who: str, release: asyncio.Event
+) -> asyncio.Task[None]:
+    """A task that found the lock "request-1" taken and waits for it (then keeps it until
+    `release`)."""
+    tried = asyncio.Event()
+    task = asyncio.create_task(hold(engine, "request-1", log, who, release, waiting=tried))
+    await asyncio.wait_for(tried.wait(), timeout=30)
+    return task
+
+
 ON_POSTGRES = pytest.mark.parametrize(
     "database_url", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
 )
@@ -90,14 +111,8 @@ async def test_a_second_process_waits_until_the_first_is_done(
     first, second, _ = postgres_engines
     log: list[str] = []
     release_first, release_second = asyncio.Event(), asyncio.Event()
-    entered = asyncio.Event()
-    holding = asyncio.create_task(hold(first, "request-1", log, "first", release_first, entered))
-    await asyncio.wait_for(entered.wait(), timeout=30)
-    tried = asyncio.Event()
-    waiting = asyncio.create_task(
-        hold(second, "request-1", log, "second", release_second, waiting=tried)
-    )
-    await asyncio.wait_for(tried.wait(), timeout=30)
+    holding = await holder(first, log, "first", release_first)
+    waiting = await waiter(second, log, "second", release_second)
     await until_locks(first, waiting=0, held=1)
     assert log == ["first in"]
 
@@ -128,12 +143,8 @@ async def test_giving_up_while_waiting_leaves_no_lock_behind(
     first, second, third = postgres_engines
     log: list[str] = []
     release_first, never = asyncio.Event(), asyncio.Event()
-    entered = asyncio.Event()
-    holding = asyncio.create_task(hold(first, "request-1", log, "first", release_first, entered))
-    await asyncio.wait_for(entered.wait(), timeout=30)
-    tried = asyncio.Event()
-    waiting = asyncio.create_task(hold(second, "request-1", log, "second", never, waiting=tried))
-    await asyncio.wait_for(tried.wait(), timeout=30)
+    holding = await holder(first, log, "first", release_first)
+    waiting = await waiter(second, log, "second", never)
 
     waiting.cancel()  # a shutdown cancels work still waiting for the lock
     with pytest.raises(asyncio.CancelledError):
@@ -159,9 +170,7 @@ async def test_many_waiters_starve_neither_the_pool_nor_the_worker_threads(
     log: list[str] = []
     release_first, go = asyncio.Event(), asyncio.Event()
     go.set()
-    entered = asyncio.Event()
-    holding = asyncio.create_task(hold(first, "request-1", log, "first", release_first, entered))
-    await asyncio.wait_for(entered.wait(), timeout=30)
+    holding = await holder(first, log, "first", release_first)
     tries = [asyncio.Event() for _ in range(40)]
     waiters = [
         asyncio.create_task(hold(second, "request-1", log, f"w{i}", go, waiting=tries[i]))
