@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -132,6 +132,17 @@ async def _assert_booked_once(slow: Slow) -> None:
     assert frontdesk.rows("SELECT COUNT(*) AS n FROM booking_job") == [{"n": 0}]
 
 
+async def _throttled_click(
+    slow: Slow, *, times: int | None, retry_after: float, status: Literal[429, 503] = 429
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Book click, posted while Graph refuses the event `times` times (None: for ever) and
+    the retry is held at the closed gate: the click and the card it was answered with."""
+    click = await _book_click(slow)
+    slow.graph.throttle(EVENTS, times=times, retry_after=retry_after, status=status, method="POST")
+    slow.sleep.gate.clear()  # Graph keeps throttling until the test opens the gate
+    return click, await _post_within_bound(slow.frontdesk, click)
+
+
 def _is_working(card: dict[str, Any]) -> bool:
     return headline(card).startswith("Booking") and "this can take a moment" in text_of(card)
 
@@ -141,11 +152,7 @@ async def test_a_throttled_booking_answers_working_then_updates_the_card_once(
     slow: Slow, status: int
 ) -> None:
     frontdesk, graph, sleep = slow.frontdesk, slow.graph, slow.sleep
-    click = await _book_click(slow)
-    graph.throttle(EVENTS, times=2, retry_after=7, status=status, method="POST")
-    sleep.gate.clear()  # Graph keeps throttling until the test opens the gate
-
-    first = await _post_within_bound(frontdesk, click)
+    click, first = await _throttled_click(slow, times=2, retry_after=7, status=status)
     again = await _post_within_bound(frontdesk, click)  # Teams delivers it again meanwhile
 
     assert _is_working(first), text_of(first)
@@ -169,11 +176,7 @@ async def test_throttling_that_never_ends_gives_up_after_bounded_retries(
     slow: Slow,
 ) -> None:
     frontdesk, graph, sleep = slow.frontdesk, slow.graph, slow.sleep
-    click = await _book_click(slow)
-    graph.throttle(EVENTS, times=None, retry_after=2, method="POST")
-    sleep.gate.clear()
-
-    working = await _post_within_bound(frontdesk, click)
+    click, working = await _throttled_click(slow, times=None, retry_after=2)
     sleep.gate.set()
     update = await _update_of(frontdesk.connector, click["replyToId"])
 
@@ -260,11 +263,8 @@ async def test_a_fast_graph_answers_in_the_turn_without_an_update(
 async def test_work_still_running_at_shutdown_is_finished_before_the_app_stops(
     slow: Slow,
 ) -> None:
-    frontdesk, graph, sleep = slow.frontdesk, slow.graph, slow.sleep
-    click = await _book_click(slow)
-    graph.throttle(EVENTS, times=1, retry_after=3, method="POST")
-    sleep.gate.clear()
-    working = await _post_within_bound(frontdesk, click)
+    frontdesk, sleep = slow.frontdesk, slow.sleep
+    click, working = await _throttled_click(slow, times=1, retry_after=3)
     assert _is_working(working)
 
     stopping = asyncio.ensure_future(frontdesk.client.close())  # the app drains its tasks
@@ -283,11 +283,7 @@ async def test_the_working_card_names_the_room_and_time_and_refreshes_the_same_c
     slow: Slow,
 ) -> None:
     frontdesk, graph, sleep = slow.frontdesk, slow.graph, slow.sleep
-    click = await _book_click(slow)
-    graph.throttle(EVENTS, times=1, retry_after=3, method="POST")
-    sleep.gate.clear()
-
-    working = await _post_within_bound(frontdesk, click)
+    click, working = await _throttled_click(slow, times=1, retry_after=3)
 
     data = click["value"]["action"]["data"]
     assert working["refresh"]["action"]["verb"] == "booking.book"
