@@ -64,7 +64,12 @@ MINIMUMS = (
         required=True,
     ),
     Minimum("PyYAML", "5.4", "CVE-2020-14343: code execution through full_load", required=True),
-    Minimum("pydantic", "2.4.0", "CVE-2024-3772: regular expression DoS in e-mail validation"),
+    Minimum(
+        "pydantic",
+        "2.4.0",
+        "CVE-2024-3772: regular expression DoS in e-mail validation",
+        required=True,
+    ),
     Minimum("Mako", "1.2.2", "CVE-2022-40023: regular expression DoS in the lexer (alembic)"),
     Minimum("oauthlib", "3.2.2", "CVE-2022-36087: DoS through a crafted redirect URI (msrest)"),
 )
