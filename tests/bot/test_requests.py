@@ -159,6 +159,10 @@ async def test_a_two_stage_request_is_filed_decided_per_item_and_fulfilled(desk:
     card, request_id = await desk.file(ORDER)
     assert "Sent. It now waits for Team lead" in text_of(card)
     assert "Waiting for approval" in text_of(card)
+    # Priced from the catalogue: 12 sandwich platters at 9.50 and 2 pastry platters at 24.00.
+    assert "12 × 9.50 = EUR 114.00" in text_of(card)
+    assert "2 × 24.00 = EUR 48.00" in text_of(card)
+    assert "EUR 162.00" in text_of(card)
     cancel = action_titled(card, "Cancel request")
     assert cancel["data"] == {"request": request_id}
     row = desk.request(request_id)
