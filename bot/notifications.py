@@ -17,7 +17,7 @@ import logging
 import random as random_module
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -377,55 +377,63 @@ class RequestNotifier:
         time_zone: ZoneInfo,
         message: str | None = None,
         tone: str = "good",
+        facts: CardFacts | None = None,
     ) -> Card:
-        """The request's card as this viewer sees it; it refreshes for those with their own view."""
-        context = await self._context(request)
+        """The request's card as this viewer sees it; it refreshes for those with their own view.
+        `facts` read for this state of the request serve every copy rendered from it."""
+        facts = facts or await self.facts(request)
         return request_card(
             request,
             role,
-            context,
+            facts.context,
             viewer_id=viewer_id,
             time_zone=time_zone,
             message=message,
             tone=tone,
-            refresh_user_ids=await self._refresh_ids(request),
+            refresh_user_ids=facts.refresh_ids,
         )
 
-    async def _context(self, request: ServiceRequest) -> RequestContext:
-        users = {request.requester_id}
+    async def facts(self, request: ServiceRequest, viewers: Iterable[str | None] = ()) -> CardFacts:
+        """What the request's cards show besides the request, with the time zones of `viewers`:
+        one read however many copies are rendered from it."""
+        users = {request.requester_id, *(viewer for viewer in viewers if viewer)}
         for stage in request.state.stages:
             users.update(stage.approvers)
-        history, names, booking = await self._approvals.card_facts(request, sorted(users))
+        # Teams refreshes the card for the current approvers and the requester (at most 60).
+        refresh_users: list[str] = []
+        current = request.state.current_stage if request.pending else None
+        if current is not None:
+            refresh_users.extend(current.approvers)
+        refresh_users.append(request.requester_id)
+        found = await self._approvals.card_facts(request, sorted(users), chats_of=refresh_users)
         booking_text = None
-        if booking is not None:
+        if found.booking is not None:
+            booking = found.booking
             zone = zone_or_none(booking.time_zone) or self._default_zone
             booking_text = booking_title(booking.start_at, booking.end_at, booking.room_name, zone)
-        return RequestContext(
-            category_name=self._approvals.category_name(request.category_id),
-            names=names,
-            history=history,
-            booking_text=booking_text,
-        )
-
-    async def _refresh_ids(self, request: ServiceRequest) -> list[str]:
-        """The Teams ids of the current approvers and the requester (at most 60)."""
-        users: list[str] = []
-        stage = request.state.current_stage if request.pending else None
-        if stage is not None:
-            users.extend(stage.approvers)
-        users.append(request.requester_id)
-        users = list(dict.fromkeys(users))
-        chats = await self._conversations.personal_chats(
-            tenant_id=request.tenant_id, user_ids=users, include_stale=True
-        )
-        ids: list[str] = []
-        for user in users:
-            channel_user = _channel_user_id(chats.get(user))
+        refresh_ids: list[str] = []
+        for user in dict.fromkeys(refresh_users):
+            channel_user = _channel_user_id(found.chats.get(user))
             if channel_user:
-                ids.append(channel_user)
-            if len(ids) == MAX_REFRESH_USERS:
+                refresh_ids.append(channel_user)
+            if len(refresh_ids) == MAX_REFRESH_USERS:
                 break
-        return ids
+        zones: dict[str, ZoneInfo] = {}
+        for user, name in found.zones.items():
+            known = zone_or_none(name)
+            if known is not None:
+                zones[user] = known
+        return CardFacts(
+            context=RequestContext(
+                category_name=self._approvals.category_name(request.category_id),
+                names=found.names,
+                history=found.history,
+                booking_text=booking_text,
+            ),
+            refresh_ids=refresh_ids,
+            zones=zones,
+            default_zone=self._default_zone,
+        )
 
     async def _zone_of(self, tenant_id: str, user_id: str | None) -> ZoneInfo:
         if user_id is None:
@@ -515,19 +523,28 @@ class RequestNotifier:
             return
         reached: list[str] = []
         unreachable: list[str] = []
+        facts: CardFacts | None = None
         for approver in stage.approvers:
             claimed = await self._claim(
                 request, f"approve:{stage.id}:{approver}", "approver", approver
             )
             if claimed is None:
                 continue  # notified before (a repeated event)
-            zone = await self._zone_of(request.tenant_id, approver)
-            card = await self.card(request, Role.APPROVER, viewer_id=approver, time_zone=zone)
+            facts = facts or await self.facts(request, stage.approvers)
+            card = await self.card(
+                request,
+                Role.APPROVER,
+                viewer_id=approver,
+                time_zone=facts.zone(approver),
+                facts=facts,
+            )
             if await self._send_personal(request, claimed, approver, card):
                 reached.append(approver)
             else:
                 unreachable.append(approver)
-        names = await self._names(request.tenant_id, reached + unreachable)
+        if facts is None:
+            return
+        names = dict(facts.context.names)
         if reached:
             await self._approvals.record_notice(
                 request,
@@ -593,8 +610,7 @@ class RequestNotifier:
         if self._mailer is None:
             return []
         category_name = self._approvals.category_name(request.category_id)
-        requester = await self._names(request.tenant_id, [request.requester_id])
-        requester_name = requester.get(request.requester_id) or request.requester_name or "someone"
+        requester_name = names.get(request.requester_id) or request.requester_name or "someone"
         subject = f"Approval needed: {category_name} request from {requester_name}"
         body = approval_mail(
             request,
@@ -645,16 +661,20 @@ class RequestNotifier:
             return
         assert isinstance(team, FulfilmentUsers)
         reached: list[str] = []
+        facts: CardFacts | None = None
         for user in team.user_ids:
             claimed = await self._claim(request, f"fulfil:{user}", "fulfilment", user)
             if claimed is None:
                 continue
-            zone = await self._zone_of(request.tenant_id, user)
-            card = await self.card(request, Role.FULFILMENT, viewer_id=user, time_zone=zone)
+            facts = facts or await self.facts(request, team.user_ids)
+            card = await self.card(
+                request, Role.FULFILMENT, viewer_id=user, time_zone=facts.zone(user), facts=facts
+            )
             if await self._send_personal(request, claimed, user, card):
                 reached.append(user)
         if reached:
-            names = await self._names(request.tenant_id, reached)
+            assert facts is not None
+            names = dict(facts.context.names)
             await self._approvals.record_notice(
                 request,
                 action="notified",
@@ -688,13 +708,17 @@ class RequestNotifier:
         if self._messenger is None:
             return 0
         rows = await asyncio.to_thread(self._requests.cards, request.id)
+        live = [row for row in rows if row.activity_id and row.reference and row.stale_at is None]
+        if not live:
+            return 0
+        facts = await self.facts(request, [row.user_id for row in live])
         updated = 0
-        for row in rows:
-            if not row.activity_id or not row.reference or row.stale_at is not None:
-                continue
+        for row in live:
+            assert row.activity_id is not None and row.reference is not None
             role, viewer = self._role_of_copy(request, row)
-            zone = await self._zone_of(request.tenant_id, row.user_id)
-            card = await self.card(request, role, viewer_id=viewer, time_zone=zone)
+            card = await self.card(
+                request, role, viewer_id=viewer, time_zone=facts.zone(row.user_id), facts=facts
+            )
             try:
                 await self._messenger.update(
                     json.loads(row.reference), row.activity_id, card, tenant_id=request.tenant_id
@@ -868,8 +892,19 @@ class RequestNotifier:
         )
         return True
 
-    async def _names(self, tenant_id: str, users: Sequence[str]) -> dict[str, str]:
-        return await asyncio.to_thread(self._approvals.names, tenant_id, users)
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What a request's cards show besides the request (`RequestNotifier.facts`)."""
+
+    context: RequestContext
+    refresh_ids: list[str]  # the Teams ids the card refreshes for
+    zones: Mapping[str, ZoneInfo]  # the viewers' last known time zones
+    default_zone: ZoneInfo
+
+    def zone(self, user_id: str | None) -> ZoneInfo:
+        """The viewer's time zone: as last seen, else the bot's default."""
+        return (self.zones.get(user_id) if user_id else None) or self.default_zone
 
 
 @dataclass

@@ -58,6 +58,7 @@ from bot.storage.tables import (
     AuditEvent,
     Booking,
     BookingApproval,
+    ConversationRef,
     FulfilmentStatus,
     ServiceRequestRecord,
     ServiceRequestStatus,
@@ -230,6 +231,17 @@ class AuditEntry:
     item_ids: tuple[str, ...]
     comment: str | None
     detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CardRows:
+    """What a request's cards show besides the request, read at once (`card_facts`)."""
+
+    history: list[AuditEntry]  # its audit events, oldest first
+    names: dict[str, str]  # the asked users' names, as last seen
+    zones: dict[str, str]  # the asked users' last known time zones (IANA names)
+    booking: Booking | None
+    chats: dict[str, ConversationRef]  # personal chats of the `chats_of` users, stale ones too
 
 
 class ApprovalService:
@@ -517,7 +529,7 @@ class ApprovalService:
                     "status": status.value,
                 },
             )
-            saved = self._requests.save_decision(
+            stored = self._requests.save_decision(
                 record.id,
                 seen_version=record.version,
                 state=json.dumps(outcome.state.to_dict()),
@@ -528,11 +540,9 @@ class ApprovalService:
                 fulfilment=_fulfilment_after(outcome.status, record.category_id),
                 settle=_room_settlement(record, status, outcome.state.decisions[-1].comment),
             )
-            if saved:
-                fresh = self._requests.get(record.id)
-                assert fresh is not None
+            if stored is not None:
                 return DecisionResult(
-                    request=_request(fresh), changed=True, outcome=outcome, already=None
+                    request=_request(stored), changed=True, outcome=outcome, already=None
                 )
             logger.info("service request %s changed while deciding; trying again", record.id)
         raise RequestBusy("Others are deciding this request right now. Please try again.")
@@ -676,7 +686,7 @@ class ApprovalService:
                 },
             )
             # The same conditional write as a decision: status and version unchanged since read.
-            if self._requests.save_decision(
+            stored = self._requests.save_decision(
                 record.id,
                 seen_version=record.version,
                 state=json.dumps(new_state.to_dict()),
@@ -684,12 +694,11 @@ class ApprovalService:
                 now=now,
                 approvers=_current_approvers(new_state),
                 event=event,
-            ):
-                fresh = self._requests.get(record.id)
-                assert fresh is not None
+            )
+            if stored is not None:
                 logger.info("service request %s: an approver of %s replaced", record.id, stage.id)
                 return Reassignment(
-                    request=_request(fresh),
+                    request=_request(stored),
                     stage_name=stage.name,
                     old_name=old_name,
                     new_name=new_name,
@@ -718,21 +727,20 @@ class ApprovalService:
         event = _event(
             record.id, actor, CANCELLED, now, items=(), comment=note, detail={"status": CANCELLED}
         )
-        if not self._requests.cancel(
+        stored = self._requests.cancel(
             record.id,
             tenant_id=actor.tenant_id,
             requester_id=actor.user_id,
             now=now,
             event=event,
             settle=_room_settlement(record, ServiceRequestStatus.CANCELLED, note),
-        ):
+        )
+        if stored is None:
             current = self._load(actor, request_id)
             raise NotAllowed(
                 f"This request is {_status_text(current.status)} and can no longer be cancelled."
             )
-        fresh = self._requests.get(record.id)
-        assert fresh is not None
-        return _request(fresh)
+        return _request(stored)
 
     # -- fulfilling ------------------------------------------------------------------------------
     async def fulfil(
@@ -788,12 +796,11 @@ class ApprovalService:
                 comment=note,
                 detail={"fulfilment": target.value},
             )
-            if self._requests.save_fulfilment(
+            stored = self._requests.save_fulfilment(
                 record.id, seen_version=record.version, fulfilment=target, now=now, event=event
-            ):
-                fresh = self._requests.get(record.id)
-                assert fresh is not None
-                return FulfilmentResult(request=_request(fresh), changed=True, message="")
+            )
+            if stored is not None:
+                return FulfilmentResult(request=_request(stored), changed=True, message="")
         raise RequestBusy("Others are updating this request right now. Please try again.")
 
     def _fulfilment_already(self, actor: Actor, record: ServiceRequestRecord) -> str:
@@ -969,19 +976,30 @@ class ApprovalService:
         return [r for r in requests if r.state.open_items(actor.user_id)]
 
     async def card_facts(
-        self, request: ServiceRequest, users: Sequence[str]
-    ) -> tuple[list[AuditEntry], dict[str, str], Booking | None]:
-        """What the request's card shows besides the request, in one read: its history (audit
-        events, oldest first), these users' names (as `names`) and its booking (no permission
-        check: callers make it)."""
-        events, profiles, booking = await asyncio.to_thread(
+        self, request: ServiceRequest, users: Sequence[str], chats_of: Sequence[str] = ()
+    ) -> CardRows:
+        """What the request's cards show besides the request, in one read: its history, these
+        users' names and time zones, its booking and the personal chats of `chats_of` (no
+        permission check: callers make it)."""
+        facts = await asyncio.to_thread(
             self._requests.card_facts,
             request.id,
             request.tenant_id,
             sorted(set(users)),
             request.booking_id,
+            list(dict.fromkeys(chats_of)),
         )
-        return [_entry(event) for event in events], _known_names(profiles), booking
+        return CardRows(
+            history=[_entry(event) for event in facts.events],
+            names=_known_names(facts.profiles),
+            zones={
+                user: profile.time_zone
+                for user, profile in facts.profiles.items()
+                if profile.time_zone
+            },
+            booking=facts.booking,
+            chats=facts.chats,
+        )
 
     async def export_audit_csv(
         self, out: TextIO, *, tenant_id: str | None = None, since: datetime | None = None

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Update, and_, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.expression import ColumnElement, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot.errors import NotFound, RoomTaken
 from bot.storage.db import read_session, upsert_insert, write_session
@@ -405,21 +405,8 @@ class ConversationRepository:
     ) -> dict[str, ConversationRef]:
         if not user_ids:
             return {}
-        statement = (
-            select(ConversationRef)
-            .where(ConversationRef.tenant_id == tenant_id)
-            .where(col(ConversationRef.user_id).in_(list(user_ids)))
-            .where(ConversationRef.conversation_type == "personal")
-            .order_by(col(ConversationRef.updated_at).desc())
-        )
-        if not include_stale:
-            statement = statement.where(col(ConversationRef.stale_at).is_(None))
-        chats: dict[str, ConversationRef] = {}
         with read_session(self._engine) as session:
-            for ref in session.exec(statement):
-                if ref.user_id is not None:
-                    chats.setdefault(ref.user_id, ref)
-        return chats
+            return personal_chats(session, tenant_id, user_ids, include_stale=include_stale)
 
     async def is_stale(self, conversation_id: str) -> bool:
         """Whether this conversation is marked stale (see `mark_stale`)."""
@@ -526,3 +513,26 @@ class TokenCacheRepository:
         with read_session(self._engine) as session:
             session.execute(statement)
             session.commit()
+
+
+def personal_chats(
+    session: Session, tenant_id: str, user_ids: Sequence[str], *, include_stale: bool
+) -> dict[str, ConversationRef]:
+    """The users' personal chats with the bot (the most recently used one each), by user id,
+    read in the caller's transaction; chats marked stale only with `include_stale`."""
+    if not user_ids:
+        return {}
+    statement = (
+        select(ConversationRef)
+        .where(ConversationRef.tenant_id == tenant_id)
+        .where(col(ConversationRef.user_id).in_(list(user_ids)))
+        .where(ConversationRef.conversation_type == "personal")
+        .order_by(col(ConversationRef.updated_at).desc())
+    )
+    if not include_stale:
+        statement = statement.where(col(ConversationRef.stale_at).is_(None))
+    chats: dict[str, ConversationRef] = {}
+    for ref in session.exec(statement):
+        if ref.user_id is not None:
+            chats.setdefault(ref.user_id, ref)
+    return chats

@@ -1,8 +1,9 @@
 """Service requests, their current approvers and audit trail: the SQL behind ApprovalService.
 
 Methods are blocking; the service calls them from a worker thread. Every change to a request is
-a conditional update on the `version` it read, checked by its row count, so two approvers who
-click at once cannot both change a request (the one whose update finds the old version wins).
+a conditional update on the `version` it read, so two approvers who click at once cannot both
+change a request (the one whose update finds the old version wins). The update returns the row
+as stored (RETURNING), so the caller needs no second read to show it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.storage.db import advisory_lock, read_session, write_session
+from bot.storage.repository import personal_chats
 from bot.storage.tables import (
     AuditEvent,
     Booking,
     BookingApproval,
     BookingStatus,
+    ConversationRef,
     FulfilmentStatus,
     RequestApprover,
     RequestCard,
@@ -45,6 +48,16 @@ class RoomSettlement:
     booking_id: str
     approval: BookingApproval
     comment: str | None
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """The rows `ServiceRequestRepository.card_facts` reads for a request's cards."""
+
+    events: list[AuditEvent]
+    profiles: dict[str, UserProfile]
+    booking: Booking | None
+    chats: dict[str, ConversationRef]
 
 
 class ServiceRequestRepository:
@@ -108,13 +121,14 @@ class ServiceRequestRepository:
         event: AuditEvent,
         fulfilment: FulfilmentStatus = FulfilmentStatus.NONE,
         settle: RoomSettlement | None = None,
-    ) -> bool:
-        """Store a decision made on `seen_version`; False (nothing written) if that is stale.
+    ) -> ServiceRequestRecord | None:
+        """Store a decision made on `seen_version`: the row as stored, None (nothing written)
+        if that version is stale.
 
         `approvers` replaces the request's current approvers when the stage changed (None: kept).
         """
         with write_session(self._engine) as session:
-            if not _change(
+            stored = _change(
                 session,
                 request_id,
                 now,
@@ -125,15 +139,16 @@ class ServiceRequestRepository:
                 state=state,
                 status=status,
                 fulfilment=fulfilment,
-            ):
-                return False
+            )
+            if stored is None:
+                return None
             if approvers is not None:
                 _replace_approvers(session, request_id, approvers)
             if settle is not None and status != ServiceRequestStatus.PENDING:
                 _settle_room(session, settle, now)
             session.add(event)
             session.commit()
-            return True
+            return stored
 
     def cancel(
         self,
@@ -144,10 +159,11 @@ class ServiceRequestRepository:
         now: datetime,
         event: AuditEvent,
         settle: RoomSettlement | None = None,
-    ) -> bool:
-        """Cancel a pending request of this requester; False when it was not pending (or theirs)."""
+    ) -> ServiceRequestRecord | None:
+        """Cancel a pending request of this requester: the row as stored, None when it was not
+        pending (or not theirs)."""
         with write_session(self._engine) as session:
-            if not _change(
+            stored = _change(
                 session,
                 request_id,
                 now,
@@ -157,14 +173,15 @@ class ServiceRequestRepository:
                     col(ServiceRequestRecord.status) == ServiceRequestStatus.PENDING,
                 ),
                 status=ServiceRequestStatus.CANCELLED,
-            ):
-                return False
+            )
+            if stored is None:
+                return None
             _replace_approvers(session, request_id, ())
             if settle is not None:
                 _settle_room(session, settle, now)
             session.add(event)
             session.commit()
-            return True
+            return stored
 
     def save_fulfilment(
         self,
@@ -174,20 +191,22 @@ class ServiceRequestRepository:
         fulfilment: FulfilmentStatus,
         now: datetime,
         event: AuditEvent,
-    ) -> bool:
-        """Store the fulfilment team's step made on `seen_version`; False if that is stale."""
+    ) -> ServiceRequestRecord | None:
+        """Store the fulfilment team's step made on `seen_version`: the row as stored, None if
+        that version is stale."""
         with write_session(self._engine) as session:
-            if not _change(
+            stored = _change(
                 session,
                 request_id,
                 now,
                 where=(col(ServiceRequestRecord.version) == seen_version,),
                 fulfilment=fulfilment,
-            ):
-                return False
+            )
+            if stored is None:
+                return None
             session.add(event)
             session.commit()
-            return True
+            return stored
 
     def add_event(self, event: AuditEvent) -> None:
         """Append an audit event that changes no request (a notification, a fallback)."""
@@ -201,8 +220,7 @@ class ServiceRequestRepository:
         try:
             with write_session(self._engine) as session:
                 session.add(card)
-                session.commit()
-                session.refresh(card)
+                session.commit()  # the insert fills in the id; nothing else needs reading back
                 return card
         except IntegrityError:
             return None
@@ -257,15 +275,22 @@ class ServiceRequestRepository:
             return _profiles(session, tenant_id, user_ids)
 
     def card_facts(
-        self, request_id: str, tenant_id: str, user_ids: list[str], booking_id: str | None
-    ) -> tuple[list[AuditEvent], dict[str, UserProfile], Booking | None]:
-        """What a request's card shows besides the request, read in one transaction: its audit
-        events (`events`), these users' profiles (`profiles`) and its booking (`booking`)."""
+        self,
+        request_id: str,
+        tenant_id: str,
+        user_ids: list[str],
+        booking_id: str | None,
+        chats_of: Sequence[str] = (),
+    ) -> CardFacts:
+        """What a request's cards show besides the request, read in one transaction: its audit
+        events (`events`), these users' profiles (`profiles`), its booking (`booking`) and the
+        personal chats of `chats_of` (stale ones too), whose Teams ids the card refreshes for."""
         with read_session(self._engine) as session:
-            return (
-                _events(session, request_id),
-                _profiles(session, tenant_id, user_ids),
-                session.get(Booking, booking_id) if booking_id is not None else None,
+            return CardFacts(
+                events=_events(session, request_id),
+                profiles=_profiles(session, tenant_id, user_ids),
+                booking=session.get(Booking, booking_id) if booking_id is not None else None,
+                chats=personal_chats(session, tenant_id, chats_of, include_stale=True),
             )
 
     def by_requester(self, tenant_id: str, requester_id: str) -> list[ServiceRequestRecord]:
@@ -352,19 +377,25 @@ def _change(
     *,
     where: Sequence[ColumnElement[bool]],
     **values: object,
-) -> bool:
+) -> ServiceRequestRecord | None:
     """The guarded write of every change to a request: set `values`, a new version and
-    `updated_at` only where `where` still holds. False, and the transaction rolled back, when
-    it no longer does (someone changed the request since it was read)."""
-    result = session.execute(
-        update(ServiceRequestRecord)
-        .where(col(ServiceRequestRecord.id) == request_id, *where)
-        .values(version=ServiceRequestRecord.version + 1, updated_at=now, **values)
+    `updated_at` only where `where` still holds; the row as stored (one statement, RETURNING).
+    None, and the transaction rolled back, when it no longer holds (someone changed the request
+    since it was read)."""
+    stored: ServiceRequestRecord | None = (
+        session.execute(
+            update(ServiceRequestRecord)
+            .where(col(ServiceRequestRecord.id) == request_id, *where)
+            .values(version=ServiceRequestRecord.version + 1, updated_at=now, **values)
+            .returning(ServiceRequestRecord)
+        )
+        .scalars()
+        .first()
     )
-    if getattr(result, "rowcount", 0) != 1:
+    if stored is None:
         session.rollback()
-        return False
-    return True
+        return None
+    return stored
 
 
 def _approver_rows(request_id: str, approvers: Sequence[tuple[str, str]]) -> list[RequestApprover]:

@@ -357,7 +357,7 @@ async def test_per_item_decisions_end_partially_approved(
     (final,) = await service.my_requests(REQUESTER)
     assert final.status is ServiceRequestStatus.PARTIALLY_APPROVED
     assert final.state.item_outcomes() == {"laptop": "approved", "monitor": "rejected"}
-    history, _, _ = await service.card_facts(final, [])
+    history = (await service.card_facts(final, [])).history
     assert [(e.action, e.item_ids, e.comment) for e in history] == [
         ("submitted", ("laptop", "monitor"), None),
         ("approved", ("laptop",), None),
@@ -412,7 +412,7 @@ async def test_the_requester_cancels_while_pending_and_not_after(
     with pytest.raises(NotAllowed, match="is cancelled and can no longer be cancelled"):
         await service.cancel(REQUESTER, request.id)
     assert stored(repo, request.id) == before
-    history, _, _ = await service.card_facts(request, [])
+    history = (await service.card_facts(request, [])).history
     assert [(e.action, e.comment) for e in history] == [
         ("submitted", None),
         ("cancelled", "not needed"),
@@ -445,7 +445,7 @@ async def test_a_cancel_comment_has_the_same_limit_as_every_other(
     assert stored(repo, request.id) == before
     cancelled = await service.cancel(REQUESTER, request.id, "  " + "x" * 1000 + "  ")
     assert cancelled.status is ServiceRequestStatus.CANCELLED
-    history, _, _ = await service.card_facts(cancelled, [])
+    history = (await service.card_facts(cancelled, [])).history
     assert [e.comment for e in history] == [None, "x" * 1000]
 
 
