@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -316,15 +317,25 @@ async def drive(
     return window
 
 
+_ACTIVITY_IDS = itertools.count(1)
+
+
+def activity_id() -> str:
+    """An activity id never sent before in this run. The product answers a message id it has seen
+    once and ignores redeliveries, so an id used again (say by the next window, counting from 0
+    again) would be a cheap turn without a reply, not the turn measured."""
+    return f"bench-{os.getpid()}-{next(_ACTIVITY_IDS)}"
+
+
 def template_source(
     template: dict[str, Any], fill: Callable[[int], dict[str, str]] | None = None
 ) -> BodySource:
-    """Bodies from one activity: a fresh activity id each time (the product answers a redelivered
-    id once), and `fill(i)` values for `"@@name@@"` placeholders."""
+    """Bodies from one activity: a fresh activity id each time (`activity_id`), and `fill(i)`
+    values for `"@@name@@"` placeholders."""
     text = json.dumps(template)
 
     def body(index: int) -> bytes:
-        out = text.replace("@@id@@", f"bench-{os.getpid()}-{index}")
+        out = text.replace("@@id@@", activity_id())
         if fill is not None:
             for key, value in fill(index).items():
                 out = out.replace(f"@@{key}@@", value)
@@ -342,7 +353,7 @@ def pool_source(template: dict[str, Any], values: list[dict[str, str]]) -> BodyS
         position = next(taken, None)
         if position is None:
             return None
-        out = text.replace("@@id@@", f"bench-{os.getpid()}-{index}")
+        out = text.replace("@@id@@", activity_id())
         for key, value in values[position].items():
             out = out.replace(f"@@{key}@@", value)
         return out.encode()

@@ -45,8 +45,9 @@ def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
         assert row["rss_mb"] > 10, where
     messages = [row for row in rows if row["scenario"] in ("message", "reply_50ms")]
     for row in messages:
-        # Replies reached the fake connector, and its accepted connections were counted.
-        assert row["replies"] >= row["activities"] // 2, row
+        # Each measured turn replied once through the fake connector, which counted it: a turn
+        # answered as a redelivery (an activity id used by an earlier window) sends no reply.
+        assert row["replies"] == row["activities"], row
         assert row["new_connections_per_reply"] is not None, row
     stock = [row for row in messages if row["target"] == "reference"]
     assert all(row["new_connections_per_reply"] >= 0.9 for row in stock), "stock: one per reply"
