@@ -139,11 +139,18 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         after = startup.get("rss_after_turns_mb")
         if after:
             change = (after - startup["rss_at_rest_mb"]) / startup["rss_at_rest_mb"]
+            busy = startup.get("rss_right_after_turns_mb")
+            measured = f"{after} MB ({change:+.0%})"
+            if busy is not None:
+                measured += (
+                    f"; {busy} MB right after the last turn, while "
+                    f"{startup.get('settled_seconds', 0)} s of paced sends were still going out"
+                )
             out.append(
                 _verdict(
-                    f"RSS after {startup['turns_served']} turns",
+                    f"RSS after {startup['turns_served']} turns, at rest again",
                     "within +-10% of rest",
-                    f"{after} MB ({change:+.0%})",
+                    measured,
                     abs(change) <= 0.10,
                 )
             )

@@ -98,6 +98,21 @@ def parse(argv: list[str]) -> Options:
 
 
 # -- activities -----------------------------------------------------------------------------------
+async def settle(connector: ConnectorControl, *, quiet: float = 2.0, limit: float = 180) -> float:
+    """Seconds until the connector has seen no request for `quiet` seconds (at most `limit`)."""
+    began = time.perf_counter()
+    last = await connector.stats()
+    quiet_since = time.perf_counter()
+    while time.perf_counter() - began < limit:
+        await asyncio.sleep(0.25)
+        now = await connector.stats()
+        if now["counts"] != last["counts"]:
+            last, quiet_since = now, time.perf_counter()
+        elif time.perf_counter() - quiet_since >= quiet:
+            break
+    return round(quiet_since - began, 1)
+
+
 def message_source(service_url: str, text_: str = "book") -> Any:
     return template_source(make_message(text_, service_url=service_url, activity_id="@@id@@"))
 
@@ -302,9 +317,13 @@ class Run:
                 options.turns if options.turns is not None else (2000 if options.quick else 10000)
             )
             await self._top_up(sqlite, connectors["sqlite"], turns)
-            await asyncio.sleep(1.0)
-            self.notes["startup"]["turns_served"] = sqlite.turns
-            self.notes["startup"]["rss_after_turns_mb"] = round(rss_mb(sqlite.pid), 1)
+            startup = self.notes["startup"]
+            startup["turns_served"] = sqlite.turns
+            startup["rss_right_after_turns_mb"] = round(rss_mb(sqlite.pid), 1)
+            # At rest again: the sends the approve clicks started (fulfilment cards, paced at
+            # Teams' per-tenant rate) have all gone out.
+            startup["settled_seconds"] = await settle(connectors["sqlite"])
+            startup["rss_after_turns_mb"] = round(rss_mb(sqlite.pid), 1)
 
             say("room search in graph mode (fake Graph at 150 ms per call)")
             self.notes["room_search"] = await room_search(

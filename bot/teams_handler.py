@@ -217,7 +217,6 @@ class FrontdeskBot(ActivityHandler):
         conversation = activity.conversation
         if conversation is None or not conversation.id or not activity.service_url:
             return None
-        reference = TurnContext.get_conversation_reference(activity)
         user_id, _ = user_of(activity.from_property)
         await self._users.remember_conversation(
             conversation_id=conversation.id,
@@ -225,7 +224,8 @@ class FrontdeskBot(ActivityHandler):
             user_id=user_id,
             conversation_type=conversation.conversation_type or "personal",
             service_url=activity.service_url,
-            reference=reference.serialize(),
+            # Serialized through msrest only when stored: most turns come from a known chat.
+            reference=lambda: TurnContext.get_conversation_reference(activity).serialize(),
         )
         return str(conversation.id)
 

@@ -114,10 +114,11 @@ class UserService:
         user_id: str | None,
         conversation_type: str,
         service_url: str,
-        reference: Mapping[str, Any],
+        reference: Callable[[], Mapping[str, Any]],
     ) -> None:
-        """Store how to reach this conversation later, when it is new or has moved, or was
-        marked stale (the user writing again shows the bot can reach them there again)."""
+        """Store how to reach this conversation later (`reference()`, built only when stored),
+        when it is new or has moved, or was marked stale (the user writing again shows the bot
+        can reach them there again)."""
         if self._known_conversations.get(
             conversation_id
         ) == service_url and not await self._conversations.is_stale(conversation_id):
@@ -130,7 +131,7 @@ class UserService:
                 user_id=user_id if conversation_type == "personal" else None,
                 conversation_type=conversation_type[:32] or "personal",
                 service_url=service_url[:512],
-                reference=json.dumps(reference, sort_keys=True),
+                reference=json.dumps(reference(), sort_keys=True),
                 created_at=now,
                 updated_at=now,
             )
