@@ -17,7 +17,8 @@ import logging
 import random as random_module
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -365,7 +366,11 @@ class RequestNotifier:
         self._tasks = tasks
         self._clock = clock
         self._default_zone = default_zone
-        self._locks: dict[str, _RequestLock] = {}
+        self._locks: dict[str, _Turns] = {}
+        # Posts to one channel take turns: Teams paces them (about 2 a second for one thread),
+        # and a card waiting for its turn is rendered only when it comes (a burst of approvals
+        # to one fulfilment channel would otherwise hold every rendered card until it is sent).
+        self._channel_turns: dict[str, _Turns] = {}
 
     # -- rendering ---------------------------------------------------------------------------
     async def card(
@@ -496,16 +501,9 @@ class RequestNotifier:
         # One update of a request's copies at a time, each from the request as stored when it
         # starts: two decisions close together cannot leave the older state on the cards. The
         # database lock makes replicas take turns too; the local one spares it connections.
-        entry = self._locks.setdefault(request.id, _RequestLock())
-        entry.users += 1
-        try:
-            async with entry.lock, self._requests.updating_cards(request.id):
-                fresh = await self._approvals.get(request.id) or request
-                await self.update_copies(fresh)
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[request.id]
+        async with _in_turn(self._locks, request.id), self._requests.updating_cards(request.id):
+            fresh = await self._approvals.get(request.id) or request
+            await self.update_copies(fresh)
         if notice is not None:
             await self._tell_requester(fresh, *notice)
         await self._next_steps(fresh)
@@ -580,15 +578,18 @@ class RequestNotifier:
         claimed = await self._claim(request, f"fallback:{stage_id}", "fallback", None)
         if claimed is None:
             return None
-        card = await self.card(
-            request,
-            Role.APPROVER,
-            viewer_id=users[0],
-            time_zone=self._default_zone,
-            message=f"Posted here because Frontdesk could not reach {who} in Teams.",
-            tone="warning",
-        )
-        posted = channel is not None and await self._post_channel(request, claimed, channel, card)
+        posted = False
+        if channel is not None:
+            async with _in_turn(self._channel_turns, channel):
+                card = await self.card(
+                    request,
+                    Role.APPROVER,
+                    viewer_id=users[0],
+                    time_zone=self._default_zone,
+                    message=f"Posted here because Frontdesk could not reach {who} in Teams.",
+                    tone="warning",
+                )
+                posted = await self._post_channel(request, claimed, channel, card)
         if posted:
             await self._approvals.record_notice(
                 request,
@@ -649,10 +650,11 @@ class RequestNotifier:
             claimed = await self._claim(request, "fulfil:channel", "fulfilment", None)
             if claimed is None:
                 return
-            card = await self.card(
-                request, Role.FULFILMENT, viewer_id="", time_zone=self._default_zone
-            )
-            posted = await self._post_channel(request, claimed, team.channel_id, card)
+            async with _in_turn(self._channel_turns, team.channel_id):
+                card = await self.card(
+                    request, Role.FULFILMENT, viewer_id="", time_zone=self._default_zone
+                )
+                posted = await self._post_channel(request, claimed, team.channel_id, card)
             await self._approvals.record_notice(
                 request,
                 action="notified" if posted else "unreachable",
@@ -908,9 +910,24 @@ class CardFacts:
 
 
 @dataclass
-class _RequestLock:
+class _Turns:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
+
+
+@asynccontextmanager
+async def _in_turn(turns: dict[str, _Turns], key: str) -> AsyncIterator[None]:
+    """Held while it is `key`'s turn: one holder per key at a time, in arrival order; the entry
+    is dropped when no one waits for it."""
+    entry = turns.setdefault(key, _Turns())
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            del turns[key]
 
 
 def _card_id(card: RequestCard) -> int:

@@ -5,6 +5,7 @@ With `bot/teams_adapter.py` and `app.py`, the only code that imports botbuilder.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from botbuilder.schema import (
     Activity,
     ActivityTypes,
     AdaptiveCardInvokeResponse,
+    Attachment,
     CardAction,
     ChannelAccount,
     OAuthCard,
@@ -70,8 +72,22 @@ def error_invoke_response(status_code: int, code: str, message: str) -> InvokeRe
     )
 
 
+class CardAttachment(Attachment):
+    """Fix 6 (see bot/teams_adapter.py), the copy of every reply: botbuilder's `send_activities`
+    deep-copies each activity before sending it, card included, node by node (a tenth of a
+    message turn for the booking form). A card is never changed once built, so the copy of its
+    attachment shares it; the rest of the activity is still copied. (The card stays a plain dict:
+    msrest writes any other mapping as its Python repr.)"""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CardAttachment:
+        return copy.copy(self)
+
+
 def card_message(card: Card) -> Activity:
-    return MessageFactory.attachment(CardFactory.adaptive_card(card))
+    attachment = CardFactory.adaptive_card(card)
+    return MessageFactory.attachment(
+        CardAttachment(content_type=attachment.content_type, content=attachment.content)
+    )
 
 
 def tenant_of(activity: Activity) -> str:
@@ -110,7 +126,11 @@ def place_of(activity: Activity) -> Place | None:
     channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
     channel = channel_data.get("channel")
     channel_id = channel.get("id") if isinstance(channel, dict) else None
-    reference = TurnContext.get_conversation_reference(activity).serialize()
+    # Written as msrest would (fix 5 of bot/teams_adapter.py), imported here on use: that module
+    # imports this one.
+    from bot.teams_adapter import model_json
+
+    reference = model_json(TurnContext.get_conversation_reference(activity))
     return Place(
         conversation_id=str(conversation.id)[:512],
         conversation_type=str(conversation.conversation_type or "personal")[:32],

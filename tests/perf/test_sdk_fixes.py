@@ -16,18 +16,29 @@ from typing import Any
 
 import aiohttp
 import pytest
-from botbuilder.core import TurnContext, serializer_helper
+from botbuilder.core import BotAdapter, TurnContext, serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity, AdaptiveCardInvokeResponse, ChannelAccount
-from msrest.serialization import Serializer
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    CardAction,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
+    InputHints,
+    ResourceResponse,
+    SuggestedActions,
+)
+from msrest.serialization import Model, Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bench.connector import Connector, build_app
 from bot.config import load_settings
-from bot.teams_adapter import PlainJsonSerializer, build_adapter, invoke_body
+from bot.teams_adapter import PlainJsonSerializer, build_adapter, invoke_body, model_json
 from bot.teams_handler import card_invoke_response, card_message, error_invoke_response
 from cards.common import message_card
-from tests.support.activities import ALEX, MEGAN, make_message
+from tests.support.activities import ALEX, GROUP_CHAT, MEGAN, make_card_action, make_message
 
 # msrest 0.7.1's list, spelled out: the fix must keep exactly these codes "safe" (not retried).
 STOCK_SAFE_CODES = [i for i in range(500) if i != 408] + [501, 505]
@@ -241,6 +252,32 @@ def outgoing_activities(service_url: str) -> list[Activity]:
         "nested": [{"a": [1, 2.5, True, None, "b"]}],
     }
     activities.append(TurnContext.apply_conversation_reference(odd, reference))
+    # Shapes the model walk must write as msrest does, or leave to msrest.
+    incoming = Activity().deserialize(
+        {
+            **make_message("x", service_url=service_url),
+            "entities": [{"type": "clientInfo", "timezone": "Europe/Berlin", "locale": "de-DE"}],
+        }
+    )
+    shapes = [
+        # Entities read from Teams (unknown fields), an enum in a text field, a group chat.
+        Activity(
+            type=ActivityTypes.message,
+            text="hi",
+            input_hint=InputHints.accepting_input,
+            entities=incoming.entities,
+            conversation=ConversationAccount(id="19:g@thread.v2", is_group=True, tenant_id="t"),
+            suggested_actions=SuggestedActions(
+                to=["29:a"], actions=[CardAction(type="imBack", title="Yes", value="yes")]
+            ),
+        ),
+        Activity(type=ActivityTypes.typing),
+        # A date (msrest writes ISO 8601), a dict where a model belongs, a number for text.
+        Activity(type="message", timestamp=datetime(2026, 11, 23, 8, 5, tzinfo=UTC)),
+        Activity(type="message", recipient={"id": "29:r", "name": "R"}),  # type: ignore[arg-type]
+        Activity(type="message", text=5),  # type: ignore[arg-type]
+    ]
+    activities.extend(TurnContext.apply_conversation_reference(a, reference) for a in shapes)
     return activities
 
 
@@ -258,6 +295,74 @@ async def test_a_kept_client_serializes_every_activity_as_msrest_does(
         assert client.conversations._serialize.body(activity, "Activity") == stock.body(
             activity, "Activity"
         )
+    parameters = ConversationParameters(
+        is_group=False,
+        bot=ChannelAccount(id="28:bot"),
+        members=[ChannelAccount(id="29:m")],
+        channel_data={"tenant": {"id": "t"}},
+        activity=activities[0],
+    )
+    ours = client.conversations._serialize.body(parameters, "ConversationParameters")
+    assert ours == stock.body(parameters, "ConversationParameters")
+
+
+async def test_a_card_reply_is_written_without_msrests_model_passes(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """msrest's `body` rebuilds, validates and walks the activity; the kept clients' does not
+    for an activity of plain values (a card reply)."""
+    bodies: list[str] = []
+    stock_body = Serializer.body
+
+    def counting(self: Serializer, data: Any, data_type: str, **kwargs: Any) -> Any:
+        bodies.append(data_type)
+        return stock_body(self, data, data_type, **kwargs)
+
+    monkeypatch.setattr(Serializer, "body", counting)
+    adapter = build_adapter(settings(), http=http)
+    async with CountingConnector() as connector:
+        await reply_turn(adapter, connector.service_url)
+        bodies.clear()
+        await reply_turn(adapter, connector.service_url)
+
+    assert connector.state.counts["reply"] == 2
+    assert bodies == [], f"msrest's body() wrote {bodies} for a plain card reply"
+
+
+# -- fix 6: the copy of every reply ---------------------------------------------------------------
+
+
+class CapturingAdapter(BotAdapter):
+    """Where `TurnContext.send_activities` hands the activities it built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Activity] = []
+
+    async def send_activities(self, context: TurnContext, activities: list[Activity]) -> Any:
+        self.sent.extend(activities)
+        return [ResourceResponse(id=str(i)) for i, _ in enumerate(activities)]
+
+    async def update_activity(self, context: TurnContext, activity: Activity) -> Any:
+        raise NotImplementedError
+
+    async def delete_activity(self, context: TurnContext, reference: Any) -> None:
+        raise NotImplementedError
+
+
+async def test_a_reply_shares_its_card_instead_of_deep_copying_it() -> None:
+    adapter = CapturingAdapter()
+    activity = make_message("x", service_url="https://smba.example/")
+    context = TurnContext(adapter, Activity().deserialize(activity))
+    reply = card_message(message_card("Hello", "again"))
+    card = reply.attachments[0].content
+
+    await context.send_activity(reply)
+
+    [sent] = adapter.sent
+    assert sent is not reply, "botbuilder no longer copies the activity: remove fix 6"
+    assert sent.attachments[0].content is card, "the card was deep-copied for the reply"
+    assert sent.attachments[0].content == message_card("Hello", "again")
 
 
 async def test_a_card_reply_skips_msrests_value_by_value_walk(
@@ -282,3 +387,28 @@ async def test_a_card_reply_skips_msrests_value_by_value_walk(
         "kept connector clients serialize through msrest's stock Serializer again"
     )
     assert walked == [], f"msrest walked {len(walked)} values of a plain card reply"
+
+
+# -- fix 5 again: the conversation reference each turn stores ------------------------------------
+
+
+def test_a_turns_conversation_reference_is_written_as_msrest_writes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service_url = "https://smba.trafficmanager.net/emea/"
+    activities = [
+        make_message("hi", service_url=service_url),
+        make_message("hi", service_url=service_url, user=ALEX, conversation=GROUP_CHAT),
+        make_card_action("request.show", {"request": "x"}, service_url=service_url),
+    ]
+    references = [
+        TurnContext.get_conversation_reference(Activity().deserialize(raw)) for raw in activities
+    ]
+    stock = [reference.serialize() for reference in references]
+
+    def fail(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the reference went through msrest")
+
+    monkeypatch.setattr(Model, "serialize", fail)
+    assert [model_json(reference) for reference in references] == stock
+    assert stock[1]["conversation"]["isGroup"] is True and stock[1]["user"]["aadObjectId"]
