@@ -45,7 +45,7 @@ from msrest.pipeline.async_abc import AsyncHTTPPolicy, AsyncHTTPSender, AsyncPip
 from msrest.pipeline.async_requests import AsyncRequestsCredentialsPolicy
 from msrest.pipeline.requests import RequestsContext
 from msrest.pipeline.universal import RawDeserializer
-from msrest.serialization import Model, Serializer
+from msrest.serialization import Deserializer, Model, Serializer
 from msrest.universal_http.aiohttp import AioHttpClientResponse
 from msrest.universal_http.requests import ClientRetryPolicy
 
@@ -323,6 +323,69 @@ def model_json(model: Model) -> dict[str, Any]:
         return serialized
 
 
+_SCHEMA_MODELS: dict[str, type[Model]] = Activity._infer_class_models()
+
+
+def activity_from_json(payload: dict[str, Any]) -> Activity:
+    """Fix 7, reading each activity: `Activity().deserialize(payload)`, what botbuilder does with
+    every request, classifies and converts each value through msrest's type dispatch (a tenth
+    of a message turn). An activity whose values all have their declared JSON types is built
+    here directly, the same models with the same values and the same `additional_properties`
+    (unknown keys: Teams' `tenantId`, a clientInfo entity's `timezone`); anything else is left
+    to msrest, errors included."""
+    try:
+        activity = _model_from_json(Activity, payload)
+    except Exception:  # _NotPlain, or a value msrest must judge (it raises its own error)
+        return Activity().deserialize(payload)
+    assert isinstance(activity, Activity)
+    return activity
+
+
+def _model_from_json(cls: type[Model], data: Any) -> Model:
+    if type(data) is not dict or cls._validation or getattr(cls, "_subtype_map", None):
+        raise _NotPlain
+    values: dict[str, Any] = {}
+    known: set[str] = set()
+    for attr, desc in cls._attribute_map.items():
+        key = desc["key"]
+        if not key or "." in key:
+            raise _NotPlain
+        known.add(key)
+        raw = data.get(key)
+        values[attr] = None if raw is None else _from_typed_json(raw, desc["type"])
+    model = cls(**values)
+    extra = {key: data[key] for key in data.keys() - known}
+    if extra:
+        model.additional_properties = extra
+    return model
+
+
+def _from_typed_json(raw: Any, data_type: str) -> Any:
+    """One JSON value read for its declared type as msrest reads it (see `_model_from_json`)."""
+    kind = type(raw)
+    if data_type == "str" and kind is str:
+        return raw
+    if (data_type, kind) in (("bool", bool), ("int", int), ("float", float)):
+        return raw
+    if data_type == "object":
+        return _plain_json(raw)
+    if data_type == "iso-8601" and kind is str:
+        return Deserializer.deserialize_iso(raw)  # type: ignore[no-untyped-call]
+    if data_type.startswith("[") and data_type.endswith("]") and kind is list:
+        inner = data_type[1:-1]
+        return [None if item is None else _from_typed_json(item, inner) for item in raw]
+    if data_type.startswith("{") and data_type.endswith("}") and kind is dict:
+        inner = data_type[1:-1]
+        return {
+            key: None if item is None else _from_typed_json(item, inner)
+            for key, item in raw.items()
+        }
+    model = _SCHEMA_MODELS.get(data_type)
+    if model is not None and issubclass(model, Model):
+        return _model_from_json(model, raw)
+    raise _NotPlain
+
+
 class PlainJsonSerializer(Serializer):
     """Fix 5, serialization of replies and proactive messages: for a request body, msrest first
     rebuilds the activity model it is given (a deserialization pass), then validates it, then
@@ -525,7 +588,7 @@ def _parse_activity(payload: Any) -> Activity | str:
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return "body is not an activity"
     try:
-        activity = Activity().deserialize(payload)
+        activity = activity_from_json(payload)
     except Exception:  # msrest raises several types for fields of the wrong shape
         return "activity has fields of the wrong shape"
     # msrest turns a number or a list into text, so the raw value is what is checked.

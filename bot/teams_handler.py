@@ -54,11 +54,19 @@ MAX_TEXT = 2_000
 UNKNOWN_TENANT = "unknown"
 
 
+class CardAnswer(AdaptiveCardInvokeResponse):
+    """Fix 6 again: botbuilder sends an invoke's answer as an activity too, deep-copying it, so
+    the card in the answer is shared by that copy (see `CardAttachment`)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CardAnswer:
+        return copy.copy(self)
+
+
 def card_invoke_response(card: Card) -> InvokeResponse:
     """HTTP 200 with a card, as a model object (a plain dict body makes botbuilder answer 500)."""
     return InvokeResponse(
         status=200,
-        body=AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=card),
+        body=CardAnswer(status_code=200, type=CARD_TYPE, value=card),
     )
 
 

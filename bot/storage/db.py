@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 import weakref
 import zlib
@@ -106,10 +107,33 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
     On PostgreSQL it is an ordinary transaction; the constraints and row locks guard there.
     """
-    with engine.connect() as connection:
+    with _writers_turn(engine), engine.connect() as connection:
         connection.execution_options(**{WRITE_LOCK: True})
         with Session(bind=connection, expire_on_commit=False) as session:
             yield session
+
+
+_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+@contextmanager
+def _writers_turn(engine: Engine) -> Iterator[None]:
+    """On SQLite, this process's writers take turns here for the database's one write lock.
+
+    Without it they meet at BEGIN IMMEDIATE, where SQLite's busy handler puts each loser to
+    sleep for 1 to 100 ms at a time, rising, whether or not the lock came free meanwhile: with
+    16 clicks at once that sleeping made p99 a third of a second. Here a writer goes the moment
+    the one before it is done. Other processes (another replica, the admin command line) are
+    still waited for by the busy handler. PostgreSQL needs no turns: rows lock, not the file.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _writers_guard:
+        lock = _writers.setdefault(engine, threading.RLock())
+    with lock:
+        yield
 
 
 @contextmanager

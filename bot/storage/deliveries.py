@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, update
 from sqlmodel import col
 
-from bot.storage.db import read_session, upsert_insert
+from bot.storage.db import upsert_insert, write_session
 from bot.storage.tables import SeenActivity
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class DeliveryLog:
             .on_conflict_do_nothing()
             .returning(col(SeenActivity.key))  # a row back: inserted (rowcount is -1 on psycopg)
         )
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             if self._claims % _PRUNE_EVERY == 1:
                 session.execute(
                     delete(SeenActivity).where(col(SeenActivity.seen_at) < now - DELIVERY_TTL)
@@ -77,6 +77,6 @@ class DeliveryLog:
         return claimed
 
     def _forget(self, key: str) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(delete(SeenActivity).where(col(SeenActivity.key) == key))
             session.commit()

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, update
 from sqlmodel import col, select
 
-from bot.storage.db import read_session, upsert_insert
+from bot.storage.db import read_session, upsert_insert, write_session
 from bot.storage.tables import BookingJob
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class JobRepository:
             .on_conflict_do_nothing()
             .returning(col(BookingJob.id))
         )
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             inserted = session.execute(statement).first()
             session.commit()
             row = session.exec(select(BookingJob).where(BookingJob.key == key)).first()
@@ -126,7 +126,7 @@ class JobRepository:
         """Claim a job whose lease ran out; None when its owner still holds it."""
         if row.claimed_until >= now:
             return None
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             claimed = session.execute(
                 update(BookingJob)
                 .where(col(BookingJob.id) == row.id)
@@ -171,7 +171,7 @@ class JobRepository:
         return await asyncio.to_thread(self._renew, job_id)
 
     def _renew(self, job_id: str) -> bool:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             renewed = session.execute(
                 update(BookingJob)
                 .where(col(BookingJob.id) == job_id)
@@ -187,7 +187,7 @@ class JobRepository:
         await asyncio.to_thread(self._store_result, job_id, json.dumps(card))
 
     def _store_result(self, job_id: str, card: str) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(
                 update(BookingJob)
                 .where(col(BookingJob.id) == job_id)
@@ -200,7 +200,7 @@ class JobRepository:
         await asyncio.to_thread(self._finish, job_id)
 
     def _finish(self, job_id: str) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(delete(BookingJob).where(col(BookingJob.id) == job_id))
             session.commit()
 

@@ -39,7 +39,7 @@ def _sqlstate(exc: Exception) -> str | None:
 
 def _delete_row(engine: Engine, model: Any, key: Any) -> None:
     """Delete the row with this primary key, if there is one."""
-    with read_session(engine) as session:
+    with write_session(engine) as session:
         row = session.get(model, key)
         if row is not None:
             session.delete(row)
@@ -57,7 +57,7 @@ class BookingRepository:
         await asyncio.to_thread(self._save_draft, draft)
 
     def _save_draft(self, draft: BookingDraft) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.add(draft)
             session.commit()
 
@@ -65,7 +65,7 @@ class BookingRepository:
         await asyncio.to_thread(self._save_drafts, list(drafts))
 
     def _save_drafts(self, drafts: list[BookingDraft]) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.add_all(drafts)
             session.commit()
 
@@ -172,7 +172,7 @@ class BookingRepository:
 
     def _update(self, booking_id: str, statement: Update) -> Booking:
         """Run an UPDATE of `booking` on this booking's row; the row as it is afterwards."""
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(statement.where(col(Booking.id) == booking_id))
             session.commit()
             booking = session.get(Booking, booking_id)
@@ -266,7 +266,7 @@ class BookingRepository:
     def _cancel(
         self, booking_id: str, tenant_id: str, user_id: str, comment: str | None, now: datetime
     ) -> tuple[Booking, bool]:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             result = session.execute(
                 update(Booking)
                 .where(
@@ -346,7 +346,7 @@ class ConversationRepository:
                 "stale_reason": None,
             },
         )
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(statement)
             session.commit()
 
@@ -355,7 +355,7 @@ class ConversationRepository:
         return await asyncio.to_thread(self._mark_welcomed, conversation_id, now)
 
     def _mark_welcomed(self, conversation_id: str, now: datetime) -> bool:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             result = session.execute(
                 update(ConversationRef)
                 .where(col(ConversationRef.conversation_id) == conversation_id)
@@ -369,7 +369,7 @@ class ConversationRepository:
         await asyncio.to_thread(self._reset_welcome, conversation_id)
 
     def _reset_welcome(self, conversation_id: str) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(
                 update(ConversationRef)
                 .where(col(ConversationRef.conversation_id) == conversation_id)
@@ -425,7 +425,7 @@ class ConversationRepository:
         await asyncio.to_thread(self._mark_stale, conversation_id, now, reason)
 
     def _mark_stale(self, conversation_id: str, now: datetime, reason: str) -> None:
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(
                 update(ConversationRef)
                 .where(col(ConversationRef.conversation_id) == conversation_id)
@@ -474,7 +474,7 @@ class UserRepository:
         statement = statement.on_conflict_do_update(
             index_elements=["tenant_id", "user_id"], set_=update_values
         )
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(statement)
             session.commit()
 
@@ -510,7 +510,7 @@ class TokenCacheRepository:
             index_elements=["user_key"],
             set_={"cache": serialized, "updated_at": values["updated_at"]},
         )
-        with read_session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.execute(statement)
             session.commit()
 

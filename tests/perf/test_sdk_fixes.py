@@ -35,7 +35,13 @@ from msrest.universal_http.requests import ClientRetryPolicy
 
 from bench.connector import Connector, build_app
 from bot.config import load_settings
-from bot.teams_adapter import PlainJsonSerializer, build_adapter, invoke_body, model_json
+from bot.teams_adapter import (
+    PlainJsonSerializer,
+    activity_from_json,
+    build_adapter,
+    invoke_body,
+    model_json,
+)
 from bot.teams_handler import card_invoke_response, card_message, error_invoke_response
 from cards.common import message_card
 from tests.support.activities import ALEX, GROUP_CHAT, MEGAN, make_card_action, make_message
@@ -412,3 +418,73 @@ def test_a_turns_conversation_reference_is_written_as_msrest_writes_it(
     monkeypatch.setattr(Model, "serialize", fail)
     assert [model_json(reference) for reference in references] == stock
     assert stock[1]["conversation"]["isGroup"] is True and stock[1]["user"]["aadObjectId"]
+
+
+async def test_an_invoke_answer_shares_its_card_instead_of_deep_copying_it() -> None:
+    adapter = CapturingAdapter()
+    activity = make_card_action("x", {}, service_url="https://smba.example/")
+    context = TurnContext(adapter, Activity().deserialize(activity))
+    answer = card_invoke_response(message_card("Hello", "again"))
+    card = answer.body.value
+
+    # As botbuilder's ActivityHandler sends what on_invoke_activity returned.
+    await context.send_activity(Activity(type=ActivityTypes.invoke_response, value=answer))
+
+    [sent] = adapter.sent
+    assert sent.value is not answer, "botbuilder no longer copies the answer: remove the fix"
+    assert sent.value.body.value is card, "the card was deep-copied for the invoke's answer"
+    assert invoke_body(sent.value.body)["value"] == message_card("Hello", "again")
+
+
+# -- fix 7: reading each activity ----------------------------------------------------------------
+
+TEAMS_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "teams"
+
+
+def incoming_payloads() -> list[dict[str, Any]]:
+    """Activities as Teams sends them (the recorded fixtures and the test builders)."""
+    service_url = "https://smba.trafficmanager.net/emea/"
+    recorded = [json.loads(path.read_text()) for path in sorted(TEAMS_FIXTURES.glob("*.json"))]
+    built = [
+        make_message("hi", service_url=service_url),
+        make_message("book", service_url=service_url, user=ALEX, conversation=GROUP_CHAT),
+        make_card_action(
+            "request.decide", {"request": "x", "n": [1, None]}, service_url=service_url
+        ),
+    ]
+    return recorded + built
+
+
+def odd_payloads() -> list[dict[str, Any]]:
+    """Values msrest converts or refuses itself: the fast reading leaves them to it."""
+    base = make_message("hi", service_url="https://smba.example/")
+    return [
+        {**base, "text": 5},  # msrest writes "5"
+        {**base, "conversation": {**base["conversation"], "isGroup": "true"}},
+        {**base, "timestamp": "not a date"},
+        {**base, "attachments": {"not": "a list"}},
+        {**base, "from": "29:a"},
+        {**base, "entities": [None, {"type": "clientInfo"}]},
+    ]
+
+
+def test_an_activity_is_read_as_msrest_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    payloads = incoming_payloads()
+    stock = [Activity().deserialize(payload) for payload in payloads]
+    assert len(payloads) >= 8 and all(payload.get("timestamp") for payload in payloads[:5])
+    for payload in odd_payloads():
+        try:
+            expected: Any = Activity().deserialize(payload)
+        except Exception as error:  # msrest refuses it: so must the fast reading
+            with pytest.raises(type(error)):
+                activity_from_json(payload)
+        else:
+            assert activity_from_json(payload) == expected
+
+    def fail(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a Teams activity went through msrest's Deserializer")
+
+    monkeypatch.setattr(Model, "deserialize", fail)
+    fast = [activity_from_json(payload) for payload in payloads]
+    assert fast == stock
+    assert fast[0].additional_properties or any(a.conversation.additional_properties for a in fast)
