@@ -153,6 +153,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                     f"; {busy} MB right after the last turn, while "
                     f"{startup.get('settled_seconds', 0)} s of paced sends were still going out"
                 )
+            before = startup.get("rss_before_top_up_mb")
+            if before is not None:
+                top_up = startup["turns_served"] - startup["turns_before_top_up"]
+                measured += f"; {before} MB before the last {top_up} turns (messages)"
             out.append(
                 _verdict(
                     f"RSS after {startup['turns_served']} turns, at rest again",

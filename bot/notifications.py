@@ -11,12 +11,13 @@ posts twice. It runs after the user got their answer (see `bot.tasks`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import json
 import logging
 import random as random_module
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -368,9 +369,10 @@ class RequestNotifier:
         self._default_zone = default_zone
         self._locks: dict[str, _Turns] = {}
         # Posts to one channel take turns: Teams paces them (about 2 a second for one thread),
-        # and a card waiting for its turn is rendered only when it comes (a burst of approvals
-        # to one fulfilment channel would otherwise hold every rendered card until it is sent).
+        # and a card waiting for its turn is rendered only when it comes. Fulfilment posts wait
+        # in a queue per channel (`_queue_channel_post`), fallback posts (rare) for a turn.
         self._channel_turns: dict[str, _Turns] = {}
+        self._channel_queues: dict[str, deque[Callable[[], Awaitable[None]]]] = {}
 
     # -- rendering ---------------------------------------------------------------------------
     async def card(
@@ -648,18 +650,11 @@ class RequestNotifier:
         team = category.fulfilment
         if isinstance(team, FulfilmentChannel):
             claimed = await self._claim(request, "fulfil:channel", "fulfilment", None)
-            if claimed is None:
-                return
-            async with _in_turn(self._channel_turns, team.channel_id):
-                card = await self.card(
-                    request, Role.FULFILMENT, viewer_id="", time_zone=self._default_zone
+            if claimed is not None:
+                self._queue_channel_post(
+                    team.channel_id,
+                    functools.partial(self._post_fulfilment, request.id, claimed, team.channel_id),
                 )
-                posted = await self._post_channel(request, claimed, team.channel_id, card)
-            await self._approvals.record_notice(
-                request,
-                action="notified" if posted else "unreachable",
-                detail={"audience": "fulfilment", "names": "the fulfilment channel"},
-            )
             return
         assert isinstance(team, FulfilmentUsers)
         reached: list[str] = []
@@ -682,6 +677,47 @@ class RequestNotifier:
                 action="notified",
                 detail={"audience": "fulfilment", "names": _join(names, reached)},
             )
+
+    async def _post_fulfilment(
+        self, request_id: str, claimed: RequestCard, channel_id: str
+    ) -> None:
+        """The fulfilment channel's card, when its turn in the channel's queue comes: the
+        request as it is then."""
+        request = await self._approvals.get(request_id)
+        if request is None:
+            return
+        card = await self.card(request, Role.FULFILMENT, viewer_id="", time_zone=self._default_zone)
+        posted = await self._post_channel(request, claimed, channel_id, card)
+        await self._approvals.record_notice(
+            request,
+            action="notified" if posted else "unreachable",
+            detail={"audience": "fulfilment", "names": "the fulfilment channel"},
+        )
+
+    def _queue_channel_post(self, channel_id: str, post: Callable[[], Awaitable[None]]) -> None:
+        """Posts to one channel go out one after the other from a queue: Teams paces a thread
+        to about two a second, so a burst of approvals to one fulfilment channel waits as a
+        queue of ids (a few hundred bytes each), not as tasks each holding its request and
+        its rendered card until its turn."""
+        queue = self._channel_queues.get(channel_id)
+        if queue is not None:
+            queue.append(post)
+            return
+        queue = self._channel_queues[channel_id] = deque([post])
+        self._tasks.spawn(self._post_queued(channel_id, queue), name=f"posts to {channel_id}")
+
+    async def _post_queued(
+        self, channel_id: str, queue: deque[Callable[[], Awaitable[None]]]
+    ) -> None:
+        try:
+            while queue:
+                post = queue.popleft()
+                try:
+                    await post()
+                except Exception:
+                    logger.exception("a queued post to a channel failed")
+        finally:
+            del self._channel_queues[channel_id]
 
     async def _tell_requester(self, request: ServiceRequest, title: str, text: str) -> None:
         if self._messenger is None:
