@@ -45,7 +45,6 @@ from bot.identity import AppIdentity, BotTokenService, MemoryTokenCacheStore, To
 from bot.identity.msal_tokens import MsalHttpClient
 from bot.identity.user_tokens import UserTokens
 from bot.logs import configure_logging
-from bot.memory import TrimWhenIdle, glibc_trim
 from bot.notifications import (
     GraphMailer,
     Messenger,
@@ -384,9 +383,7 @@ async def create_app(settings: Settings, seams: Seams = PRODUCTION) -> web.Appli
     except BaseException:
         await http.close()
         raise
-    trim = glibc_trim()
-    middlewares = [TrimWhenIdle(trim).middleware] if trim is not None else []
-    app = web.Application(client_max_size=256 * 1024, middlewares=middlewares)
+    app = web.Application(client_max_size=256 * 1024)
     app[ENGINE] = components.engine
     app[COMPONENTS] = components
     app[HTTP] = http
