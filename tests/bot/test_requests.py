@@ -103,6 +103,16 @@ class Desk:
         card = await self.fd.file_request("catering", inputs)
         return card, self.request_ids()[-1]
 
+    async def order_for_alex(self) -> tuple[str, dict[str, Any]]:
+        """Alex, Nestor and Diego know the bot; Megan orders (ORDER, over 100: both stages):
+        the request id and the approval card Alex got."""
+        for user in (ALEX, NESTOR, DIEGO):
+            await self.hello(user)
+        _card, request_id = await self.file(ORDER)
+        await self.settle()
+        [alex_card] = self.sent_to(personal_chat(ALEX).id)
+        return request_id, alex_card
+
     def request_ids(self) -> list[str]:
         return [
             row["id"] for row in self.fd.rows("SELECT id FROM service_request ORDER BY created_at")
@@ -431,11 +441,7 @@ async def test_decisions_close_together_leave_every_copy_showing_the_last_state(
     desk: Desk,
 ) -> None:
     fd = desk.fd
-    for user in (ALEX, NESTOR, DIEGO):
-        await desk.hello(user)
-    card, request_id = await desk.file(ORDER)
-    await desk.settle()
-    [alex_card] = desk.sent_to(personal_chat(ALEX).id)
+    request_id, alex_card = await desk.order_for_alex()
     await desk.press(decide_action(alex_card, "Approve all"), user=ALEX)
     await desk.settle()
     [nestor_card] = desk.sent_to(personal_chat(NESTOR).id)

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, event
 
 from app import COMPONENTS
 from tests.bot.conftest import Frontdesk, card_of
-from tests.bot.test_requests import ORDER, Desk, decide_action
+from tests.bot.test_requests import Desk, decide_action
 from tests.bot.test_requests import app_env as app_env  # the two-stage catering of those tests
-from tests.support.activities import ALEX, DIEGO, NESTOR, make_card_action, personal_chat
+from tests.support.activities import ALEX, NESTOR, make_card_action, personal_chat
 from tests.support.cardquery import text_of
 
 
@@ -77,11 +77,7 @@ def hold_background(desk: Desk) -> asyncio.Event:
 
 
 async def test_an_approve_click_answers_after_four_transactions(desk: Desk) -> None:
-    for user in (ALEX, NESTOR, DIEGO):
-        await desk.hello(user)
-    _card, request_id = await desk.file(ORDER)
-    await desk.settle()
-    [alex_card] = desk.sent_to(personal_chat(ALEX).id)
+    request_id, alex_card = await desk.order_for_alex()
     gate = hold_background(desk)
 
     with counting(desk.fd.engine) as turn:
@@ -98,11 +94,7 @@ async def test_an_approve_click_answers_after_four_transactions(desk: Desk) -> N
 
 
 async def test_updating_every_copy_reads_what_the_cards_show_once(desk: Desk) -> None:
-    for user in (ALEX, NESTOR, DIEGO):
-        await desk.hello(user)
-    _card, request_id = await desk.file(ORDER)
-    await desk.settle()
-    [alex_card] = desk.sent_to(personal_chat(ALEX).id)
+    request_id, alex_card = await desk.order_for_alex()
     await desk.press(decide_action(alex_card, "Approve all"), user=ALEX)
     await desk.settle()
     [nestor_card] = desk.sent_to(personal_chat(NESTOR).id)
@@ -127,11 +119,7 @@ async def test_updating_every_copy_reads_what_the_cards_show_once(desk: Desk) ->
 
 async def test_a_repeated_click_reads_and_changes_nothing_more(desk: Desk) -> None:
     """The same invoke delivered again: answered from the request as read, no second write."""
-    for user in (ALEX, NESTOR, DIEGO):
-        await desk.hello(user)
-    _card, request_id = await desk.file(ORDER)
-    await desk.settle()
-    [alex_card] = desk.sent_to(personal_chat(ALEX).id)
+    request_id, alex_card = await desk.order_for_alex()
     action = decide_action(alex_card, "Approve all")
     activity = make_card_action(
         action["verb"], action["data"], service_url=desk.fd.service_url, user=ALEX
