@@ -368,10 +368,7 @@ class RequestNotifier:
         self._clock = clock
         self._default_zone = default_zone
         self._locks: dict[str, _Turns] = {}
-        # Posts to one channel take turns: Teams paces them (about 2 a second for one thread),
-        # and a card waiting for its turn is rendered only when it comes. Fulfilment posts wait
-        # in a queue per channel (`_queue_channel_post`), fallback posts (rare) for a turn.
-        self._channel_turns: dict[str, _Turns] = {}
+        # Fulfilment posts wait in a queue per channel (`_queue_channel_post`).
         self._channel_queues: dict[str, deque[Callable[[], Awaitable[None]]]] = {}
 
     # -- rendering ---------------------------------------------------------------------------
@@ -582,16 +579,15 @@ class RequestNotifier:
             return None
         posted = False
         if channel is not None:
-            async with _in_turn(self._channel_turns, channel):
-                card = await self.card(
-                    request,
-                    Role.APPROVER,
-                    viewer_id=users[0],
-                    time_zone=self._default_zone,
-                    message=f"Posted here because Frontdesk could not reach {who} in Teams.",
-                    tone="warning",
-                )
-                posted = await self._post_channel(request, claimed, channel, card)
+            card = await self.card(
+                request,
+                Role.APPROVER,
+                viewer_id=users[0],
+                time_zone=self._default_zone,
+                message=f"Posted here because Frontdesk could not reach {who} in Teams.",
+                tone="warning",
+            )
+            posted = await self._post_channel(request, claimed, channel, card)
         if posted:
             await self._approvals.record_notice(
                 request,

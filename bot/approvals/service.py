@@ -234,7 +234,7 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
-class CardRows:
+class RequestCardFacts:
     """What a request's cards show besides the request, read at once (`card_facts`)."""
 
     history: list[AuditEntry]  # its audit events, oldest first
@@ -977,7 +977,7 @@ class ApprovalService:
 
     async def card_facts(
         self, request: ServiceRequest, users: Sequence[str], chats_of: Sequence[str] = ()
-    ) -> CardRows:
+    ) -> RequestCardFacts:
         """What the request's cards show besides the request, in one read: its history, these
         users' names and time zones, its booking and the personal chats of `chats_of` (no
         permission check: callers make it)."""
@@ -989,7 +989,7 @@ class ApprovalService:
             request.booking_id,
             list(dict.fromkeys(chats_of)),
         )
-        return CardRows(
+        return RequestCardFacts(
             history=[_entry(event) for event in facts.events],
             names=_known_names(facts.profiles),
             zones={

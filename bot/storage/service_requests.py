@@ -51,7 +51,7 @@ class RoomSettlement:
 
 
 @dataclass(frozen=True)
-class CardFacts:
+class CardFactRows:
     """The rows `ServiceRequestRepository.card_facts` reads for a request's cards."""
 
     events: list[AuditEvent]
@@ -281,12 +281,12 @@ class ServiceRequestRepository:
         user_ids: list[str],
         booking_id: str | None,
         chats_of: Sequence[str] = (),
-    ) -> CardFacts:
+    ) -> CardFactRows:
         """What a request's cards show besides the request, read in one transaction: its audit
         events (`events`), these users' profiles (`profiles`), its booking (`booking`) and the
         personal chats of `chats_of` (stale ones too), whose Teams ids the card refreshes for."""
         with read_session(self._engine) as session:
-            return CardFacts(
+            return CardFactRows(
                 events=_events(session, request_id),
                 profiles=_profiles(session, tenant_id, user_ids),
                 booking=session.get(Booking, booking_id) if booking_id is not None else None,
